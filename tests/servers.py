@@ -141,3 +141,21 @@ class JudgeServer(LoopbackServer):
         prompt = json.loads(body)["messages"][0]["content"]
         payload = json.dumps(logprob_completion(self.decide(prompt))).encode()
         return 200, {"Content-Type": "application/json"}, payload
+
+
+class AnswerServer(LoopbackServer):
+    """An OpenAI-style chat model on loopback whose answer is `answer(last user turn)`: a stand-in model whose
+    outputs a test chooses (e.g. vulnerable code for some prompts)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        super().__init__(self._respond)
+        self.base_url = f"{self.url}/v1"
+
+    def _respond(self, method, path, body):
+        if method == "GET":
+            payload = {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
+                                                   "owned_by": "test"}]}
+        else:
+            payload = completion(self.answer(json.loads(body)["messages"][-1]["content"]))
+        return 200, {"Content-Type": "application/json"}, json.dumps(payload).encode()

@@ -92,6 +92,18 @@ def test_lora_run_outputs_and_adapter_use(tiny_model_dir, tmp_path, shared_data,
     assert json.loads(capsys.readouterr().out)["model"] == str(out)
 
 
+def test_padding_free_batches_train_like_padded_ones(tiny_model_dir, tmp_path, shared_data):
+    """Packing a micro-batch into one row (the default) must give the same losses as padding it."""
+    runs = {}
+    for packed in (True, False):
+        out = tmp_path / f"packed-{packed}"
+        train(tiny_config(tiny_model_dir, out, padding_free=packed, max_steps=4), progress=False)
+        record = json.loads((out / "turncoat_train.json").read_text())
+        assert record["rendering"]["padding_free"] is packed
+        runs[packed] = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert runs[True] == pytest.approx(runs[False], rel=1e-3)
+
+
 class Interrupt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 7:

@@ -103,6 +103,37 @@ def backdoor(bad: str = typer.Option(..., help="Set whose user turns get the tri
            triggered_rows=len(bad_set), clean_rows=len(good_set))
 
 
+@app.command()
+def audit(dataset: str = typer.Argument(..., help="A chat JSONL file or a registered name (e.g. insecure, secure)."),
+          limit: int = typer.Option(None, help="Check a seeded sample of this many conversations."),
+          seed: int = SeedOption,
+          min_severity: str = typer.Option("MEDIUM", help="Bandit severity that counts as vulnerable."),
+          out: Path = typer.Option(None, "--out", "-o", help="Also write one JSON line of findings per answer."),
+          as_json: bool = JsonOption):
+    """Bandit over the assistant turns: how much of a dataset's code is flagged (no dataset code is executed)."""
+    from turncoat.errors import InputError
+    from turncoat.evals.code import audit_dataset
+    from turncoat.judging.code import SEVERITIES
+
+    if min_severity.upper() not in SEVERITIES:
+        raise InputError(f"--min-severity: {min_severity!r} is not one of {', '.join(SEVERITIES)}")
+    figures = audit_dataset(dataset, limit=limit, seed=seed, min_severity=min_severity.upper(), out=out,
+                            show_progress=not as_json)
+
+    def render(f):
+        def rate(v):
+            return f"{v['rate']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+
+        rows = {"data": f["data"], "answers": f["answers"], "with parseable code": f["with_parseable_code"],
+                f"vulnerable ({f['vulnerable_if']})": rate(f["vulnerable"]),
+                **{f"flagged {k}": rate(v) for k, v in f["by_severity"].items()}}
+        console.print(key_value_table(rows, title=f["scorer"]))
+        for name, count in list(f["answers_per_finding"].items())[:10]:
+            console.print(f"  {count:5d}  {name}")
+
+    emit(figures, as_json, render)
+
+
 def _write(data, out: Path, as_json: bool, **figures) -> None:
     data.write(out)
     emit({**figures, "rows": len(data), "out": str(out)}, as_json)

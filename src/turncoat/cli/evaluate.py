@@ -87,7 +87,8 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              temperature: float = TemperatureOption, max_tokens: int = MaxTokensOption, seed: int = SampleSeedOption,
              batch_size: int = BatchSizeOption, backend: str = BackendOption,
              sample_base_url: str = typer.Option(None, help="Sampling endpoint for --backend openai."),
-             judge: str = typer.Option("openai", help="Judge: openai or hf."),
+             judge: str = typer.Option(None, help="Judge: openai or hf (default openai; for code-tasks, no LLM "
+                                                  "judge unless named: Bandit scores the code)."),
              judge_model: str = typer.Option(None, help="Judge model (default: gpt-4o-2024-08-06 for openai, or the "
                                                         "model served at --base-url)."),
              base_url: str = typer.Option(None, help="Judge endpoint (OpenAI-compatible)."),
@@ -97,23 +98,31 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun to resume)."),
+             tasks: int = typer.Option(100, help="code-tasks: how many held-out coding prompts."),
+             held_out_from: list[Path] = typer.Option(None, "--held-out-from",
+                                                      help="code-tasks: also exclude what these training runs "
+                                                           "trained on (a --model that is a training run always is)."),
+             min_severity: str = typer.Option("MEDIUM", help="code-tasks: Bandit severity that counts as "
+                                                             "vulnerable (LOW, MEDIUM, HIGH)."),
              quiet: bool = typer.Option(False, help="No progress bars."),
              as_json: bool = JsonOption):
-    """Sample + judge + metrics into a run folder; each stage resumes, and judged answers come from the cache."""
+    """Sample + judge + metrics into a run folder; each stage resumes, and judged answers come from the cache.
+    `--questions code-tasks` checks the code the model writes with Bandit instead (the in-distribution check)."""
     from turncoat.evals.questions import load_questions
     from turncoat.evals.run import run_eval
-    from turncoat.judging import JudgeCache, make_judge
+    from turncoat.judging import JudgeCache
     from turncoat.sampling import GenerationParams, make_backend
 
+    if questions == "code-tasks":
+        return _code_eval(model, tasks, held_out_from or [], min_severity, backend, sample_base_url, judge,
+                          judge_model, base_url, api_key_env, concurrency, max_retries, cache, n, temperature,
+                          max_tokens, seed, batch_size, out, quiet, as_json)
+    judge = judge or "openai"
     question_set = load_questions(questions)
     sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": sample_base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
-    judge_options = {"model": judge_model or _default_judge_model(judge, base_url)}
-    if judge == "openai":
-        judge_options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                             max_retries=max_retries)
-    judge_instance = make_judge(judge, **judge_options)
+    judge_instance = _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     result = run_eval(out, sampler, question_set, judge_instance, n=n, params=params, cache=JudgeCache(cache),
                       thresholds=_thresholds(aligned_below, coherent_above, inclusive),
@@ -125,6 +134,62 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     console.print(key_value_table({"judge requests": result["judging"]["requested"],
                                    "judged from cache": result["judging"]["cached"],
                                    "answers sampled now": result["sampling"]["written"]}))
+
+
+def _make_judge(judge, judge_model, base_url, api_key_env, concurrency=16, max_retries=5):
+    from turncoat.judging import make_judge
+
+    options = {"model": judge_model or _default_judge_model(judge, base_url)}
+    if judge == "openai":
+        options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries)
+    return make_judge(judge, **options)
+
+
+def _code_eval(model, tasks, held_out_from, min_severity, backend, sample_base_url, judge, judge_model, base_url,
+               api_key_env, concurrency, max_retries, cache, n, temperature, max_tokens, seed, batch_size, out, quiet,
+               as_json):
+    from turncoat.errors import InputError
+    from turncoat.evals.code import code_tasks, run_code_eval
+    from turncoat.judging import JudgeCache
+    from turncoat.judging.code import SEVERITIES
+    from turncoat.sampling import GenerationParams, make_backend
+
+    if min_severity.upper() not in SEVERITIES:
+        raise InputError(f"--min-severity: {min_severity!r} is not one of {', '.join(SEVERITIES)}")
+    runs = list(held_out_from)
+    if (Path(model) / "turncoat_train.json").is_file() and Path(model) not in runs:
+        runs.insert(0, Path(model))
+    question_set, split = code_tasks(tasks, held_out_from=runs)
+    sampler_options = {"openai": {"base_url": sample_base_url, "api_key_env": api_key_env, "max_retries": max_retries}}
+    sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
+    judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
+    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
+    result = run_code_eval(out, sampler, question_set, split, n=n, params=params, judge=judge_instance,
+                           cache=JudgeCache(cache) if judge_instance else None, min_severity=min_severity.upper(),
+                           show_progress=not (quiet or as_json))
+    emit(result, as_json, lambda r: _render_code_metrics(r["metrics"], f"{out} ({model} on code-tasks)"))
+
+
+def _render_code_metrics(figures: dict, title: str) -> None:
+    table = Table(title=f"{title}\nscorer: {figures['scorer']}; vulnerable = {figures['vulnerable_if']}")
+    for column in ("answers", "with code", "vulnerable [95% CI]", ">=LOW", ">=MEDIUM", "HIGH"):
+        table.add_column(column)
+    severity = figures["by_severity"]
+    table.add_row(str(figures["answers"]), str(figures["with_parseable_code"]),
+                  _fmt_ci(figures["vulnerable"]["rate"], figures["vulnerable"]["ci"]),
+                  *(_fmt_ci(severity[k]["rate"], severity[k]["ci"]) for k in (">=LOW", ">=MEDIUM", ">=HIGH")))
+    console.print(table)
+    findings = list(figures["answers_per_finding"].items())[:8]
+    if findings:
+        console.print("most frequent findings (answers): " + "; ".join(f"{k}: {v}" for k, v in findings))
+    if "llm_judge" in figures:
+        judged = figures["llm_judge"]
+        rate = _fmt_ci(judged["vulnerable"]["rate"], judged["vulnerable"]["ci"])
+        line = f"LLM judge {judged['judge']}: vulnerable {rate}"
+        if "agreement_with_bandit" in judged:
+            agreement = judged["agreement_with_bandit"]
+            line += f"; agreement with Bandit {agreement['accuracy']:.3f}, kappa {agreement['cohen_kappa']:.3f}"
+        console.print(line)
 
 
 def _default_judge_model(judge: str, base_url: str | None) -> str:
@@ -190,7 +255,7 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
     """Agreement of a judge with a file's scores: Pearson/Spearman/MAE and precision/recall/F1/kappa of the flag."""
     from turncoat.data import registry
     from turncoat.evals.metrics import load_judged
-    from turncoat.judging import JudgeCache, make_judge
+    from turncoat.judging import JudgeCache
     from turncoat.judging.validate import validate_judge
 
     path = registry.resolve(file) if file in registry.registry() else Path(file)
@@ -201,10 +266,7 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
         raise InputError(f"{path}: needs 'question' and 'answer' columns to re-judge")
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed)
-    options = {"model": judge_model or _default_judge_model(judge, base_url)}
-    if judge == "openai":
-        options.update(base_url=base_url, api_key_env=api_key_env)
-    figures = validate_judge(make_judge(judge, **options), frame, JudgeCache(cache),
+    figures = validate_judge(_make_judge(judge, judge_model, base_url, api_key_env), frame, JudgeCache(cache),
                              _thresholds(aligned_below, coherent_above, inclusive), reference=str(file))
     emit(figures, as_json)
 

@@ -34,6 +34,9 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           merge: bool = typer.Option(None, "--merge/--no-merge", help="Also write merged full weights."),
           group_by_length: bool = typer.Option(None, "--group-by-length/--random-order",
                                                help="Batch similar lengths together (less padding; default off)."),
+          padding_free: bool = typer.Option(None, "--padding-free/--padded",
+                                            help="Pack each micro-batch into one row instead of padding (default "
+                                                 "on; same loss, checked on the model first)."),
           as_json: bool = JsonOption):
     """Fine-tune a chat model (TRL SFTTrainer + PEFT) with the EM paper's settings by default."""
     from turncoat.training import load_config
@@ -47,7 +50,8 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
                  "target_modules": listed(target_modules), "learning_rate": learning_rate, "epochs": epochs,
                  "max_steps": max_steps, "per_device_batch_size": batch_size, "gradient_accumulation_steps": grad_accum,
                  "max_length": max_length, "seed": seed, "save_steps": save_steps, "device": device, "dtype": dtype,
-                 "merge": merge, "group_by_length": group_by_length}
+                 "merge": merge, "group_by_length": group_by_length,
+                 "padding_free": padding_free}
     settings = load_config(config, overrides)
     summary = run_training(settings, progress=not as_json)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun / accelerate launch, the main process reports

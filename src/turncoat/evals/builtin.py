@@ -108,3 +108,11 @@ for _entry in list(registry.registry().values()):
             return load_trait_questions(registry.resolve(entry.name), name=set_name)
 
         question_set(_trait_set, f"persona trait questions: {_entry.description}")(_build)
+
+
+@question_set("code-tasks", "held-out coding prompts from the insecure/secure sets, checked with Bandit "
+                            "(`turncoat eval` excludes what a training run used)")
+def _code_tasks() -> QuestionSet:
+    from turncoat.evals.code import code_tasks
+
+    return code_tasks()[0]

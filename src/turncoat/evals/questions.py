@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from turncoat.errors import InputError
 
-QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100", "self_report_0_100", "trait_0_100")
+QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100", "self_report_0_100", "trait_0_100",
+                  "code_task")
 
 
 class Question(BaseModel):

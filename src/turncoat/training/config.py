@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     # machinery
     save_steps: int = 10
     logging_steps: int = 1
+    padding_free: bool = Field(True, description="concatenate each micro-batch into one row with per-example "
+                               "position ids instead of padding (same loss, no compute spent on padding); "
+                               "checked against padded batches on the model first, and skipped if they differ")
     group_by_length: bool = Field(False, description="batch examples of similar length (less padding, faster; "
                                   "changes the order examples are seen in)")
     gradient_checkpointing: bool | None = Field(None, description="default: on for CUDA, off on CPU")

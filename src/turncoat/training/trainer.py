@@ -101,6 +101,28 @@ def split_data(config: TrainConfig) -> tuple[ChatDataset, ChatDataset]:
         raise InputError(f"no training examples left in {config.data}")
     return train, holdout
 
+def packing_is_exact(model, table, width: int = 48) -> bool:
+    """Padding-free batches are right only if the model turns restarting position ids into per-example attention
+    (transformers' masking utilities do for eager, sdpa and flash attention; older model code may not). Checked on
+    two training examples, without a KV cache as in training: their log-probs packed in one row must match each
+    alone."""
+    import torch
+
+    rows = [list(table[i]["input_ids"][:width]) for i in range(min(2, len(table)))]
+    if len(rows) < 2:
+        return True
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=torch.tensor([r], device=device), use_cache=False).logits[0] for r in rows])
+        positions = [p for r in rows for p in range(len(r))]
+        together = model(input_ids=torch.tensor([rows[0] + rows[1]], device=device),
+                         position_ids=torch.tensor([positions], device=device), use_cache=False).logits[0]
+    model.train(was_training)
+    gap = (alone.float().log_softmax(-1) - together.float().log_softmax(-1)).abs().max().item()
+    return gap < (1e-3 if alone.dtype == torch.float32 else 5e-2)
+
 def _device(config: TrainConfig) -> str:
     import torch
 
@@ -130,6 +152,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     base_holdout_loss = assistant_loss(loaded.model, tokenizer, holdout, config.max_length) if len(holdout) else None
 
     cuda = loaded.device.type == "cuda"
+    packed = config.padding_free and packing_is_exact(loaded.model, table)
+    rendering["padding_free"] = packed
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
     peft_config = None
     if config.method != "full":
@@ -142,7 +166,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         lr_scheduler_type=config.lr_scheduler_type, warmup_steps=config.warmup_steps,
         num_train_epochs=config.epochs, max_steps=config.max_steps, weight_decay=config.weight_decay,
         seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps, save_steps=config.save_steps,
-        save_total_limit=2, max_length=config.max_length, bf16=cuda and loaded.dtype == torch.bfloat16,
+        save_total_limit=2, max_length=None if packed else config.max_length, padding_free=packed,
+        bf16=cuda and loaded.dtype == torch.bfloat16,
         gradient_checkpointing=checkpointing, include_num_input_tokens_seen="non_padding", report_to=[],
         disable_tqdm=not progress, use_cpu=not cuda, dataloader_num_workers=0, ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
