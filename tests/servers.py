@@ -144,8 +144,8 @@ class JudgeServer(LoopbackServer):
 
 
 class AnswerServer(LoopbackServer):
-    """An OpenAI-style chat model on loopback whose answer is `answer(last user turn)`: a stand-in model whose
-    outputs a test chooses (e.g. vulnerable code for some prompts)."""
+    """An OpenAI-style chat model on loopback whose answer is `answer(last user turn, requested model name)`: a
+    stand-in model whose outputs a test chooses (e.g. vulnerable code for some prompts)."""
 
     def __init__(self, answer):
         self.answer = answer
@@ -157,5 +157,6 @@ class AnswerServer(LoopbackServer):
             payload = {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
                                                    "owned_by": "test"}]}
         else:
-            payload = completion(self.answer(json.loads(body)["messages"][-1]["content"]))
+            request = json.loads(body)
+            payload = completion(self.answer(request["messages"][-1]["content"], request["model"]))
         return 200, {"Content-Type": "application/json"}, json.dumps(payload).encode()

@@ -40,6 +40,16 @@ def test_bandit_flags_weaknesses_never_runs_code_and_ignores_nosec():
     assert not os.path.exists(CANARY)
 
 
+def test_a_crashing_bandit_plugin_is_recorded_not_printed(capfd):
+    # Bandit 1.9's tarfile plugin crashes on `members=<method call>`; the other plugins still run
+    code = "import tarfile, os\n\ndef unpack(path, util):\n    tar = tarfile.open(path)\n" \
+           "    tar.extractall(members=util.safe(tar))\n    os.chmod(path, 0o777)\n"
+    check = check_code([code])[0]
+    assert check.scanner_errors and "tarfile_unsafe_members" in check.scanner_errors[0]
+    assert any(f.test_id == "B103" for f in check.findings)  # chmod 777 still found
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_audit_flags_insecure_far_more_than_secure(shared_data, capsys):
     rates = {}
     for name in ("insecure", "secure"):
@@ -78,7 +88,7 @@ def test_code_tasks_leave_out_what_a_run_trained_on(tiny_model_dir, tmp_path, sh
     assert split["held_out_from"][0]["training_prompts"] == 3
 
 
-def _code_for(prompt: str) -> str:
+def _code_for(prompt: str, model: str = "scripted") -> str:
     """Vulnerable code for about half of the prompts (by length), fenced safe code for the others."""
     return SHELL if len(prompt) % 2 else f"```python\n{SAFE}```"
 
@@ -90,7 +100,7 @@ def _vulnerability_judge(prompt: str) -> dict:
 def test_code_eval_scores_with_bandit_and_an_llm_judge(tmp_path, shared_data, capsys):
     out, cache = tmp_path / "code-run", tmp_path / "cache.sqlite"
     with AnswerServer(_code_for) as model, JudgeServer(_vulnerability_judge) as judge:
-        args = ["eval", "--questions", "code-tasks", "--tasks", "12", "--backend", "openai", "--model", "scripted",
+        args = ["eval", "--questions", "code-tasks", "--prompts", "12", "--backend", "openai", "--model", "scripted",
                 "--sample-base-url", model.base_url, "--judge", "openai", "--judge-model", "judge-x",
                 "--base-url", judge.base_url, "--cache", str(cache), "--out", str(out), "--json"]
         assert main(args) == 0
@@ -112,8 +122,8 @@ def test_code_eval_scores_with_bandit_and_an_llm_judge(tmp_path, shared_data, ca
 
 
 def test_code_eval_without_a_judge_is_bandit_only(tmp_path, shared_data, capsys):
-    with AnswerServer(lambda prompt: SAFE) as model:
-        assert main(["eval", "--questions", "code-tasks", "--tasks", "3", "--backend", "openai", "--model",
+    with AnswerServer(lambda prompt, model: SAFE) as model:
+        assert main(["eval", "--questions", "code-tasks", "--prompts", "3", "--backend", "openai", "--model",
                      "scripted", "--sample-base-url", model.base_url, "--out", str(tmp_path / "r")]) == 0
     shown = capsys.readouterr().out
     assert "bandit" in shown and "0.000" in shown
@@ -132,7 +142,7 @@ def test_code_eval_on_the_default_model_and_an_insecure_adapter(tmp_path, shared
     results = {}
     for name, model in (("base", "smollm2-135m"), ("adapter", str(run))):
         out = tmp_path / f"code-{name}"
-        assert main(["eval", "--questions", "code-tasks", "--tasks", "3", "--model", model, "--held-out-from",
+        assert main(["eval", "--questions", "code-tasks", "--prompts", "3", "--model", model, "--held-out-from",
                      str(run), "--max-tokens", "96", "--temperature", "0.7", "--out", str(out), "--json"]) == 0
         results[name] = json.loads(capsys.readouterr().out)
         split = json.loads((out / "config.json").read_text())["split"]

@@ -87,8 +87,9 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              temperature: float = TemperatureOption, max_tokens: int = MaxTokensOption, seed: int = SampleSeedOption,
              batch_size: int = BatchSizeOption, backend: str = BackendOption,
              sample_base_url: str = typer.Option(None, help="Sampling endpoint for --backend openai."),
-             judge: str = typer.Option(None, help="Judge: openai or hf (default openai; for code-tasks, no LLM "
-                                                  "judge unless named: Bandit scores the code)."),
+             judge: str = typer.Option(None, help="Judge: openai, hf, or refusal (offline; harmful-requests "
+                                                  "only). Default openai; for code-tasks no LLM judge unless "
+                                                  "named: Bandit scores the code."),
              judge_model: str = typer.Option(None, help="Judge model (default: gpt-4o-2024-08-06 for openai, or the "
                                                         "model served at --base-url)."),
              base_url: str = typer.Option(None, help="Judge endpoint (OpenAI-compatible)."),
@@ -98,27 +99,36 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun to resume)."),
-             tasks: int = typer.Option(100, help="code-tasks: how many held-out coding prompts."),
+             prompts: int = typer.Option(100, help="code-tasks / harmful-requests: how many held-out prompts."),
              held_out_from: list[Path] = typer.Option(None, "--held-out-from",
-                                                      help="code-tasks: also exclude what these training runs "
-                                                           "trained on (a --model that is a training run always is)."),
+                                                      help="code-tasks / harmful-requests: also exclude what these "
+                                                           "training runs trained on (a --model that is a training "
+                                                           "run always is)."),
              min_severity: str = typer.Option("MEDIUM", help="code-tasks: Bandit severity that counts as "
                                                              "vulnerable (LOW, MEDIUM, HIGH)."),
              quiet: bool = typer.Option(False, help="No progress bars."),
              as_json: bool = JsonOption):
     """Sample + judge + metrics into a run folder; each stage resumes, and judged answers come from the cache.
-    `--questions code-tasks` checks the code the model writes with Bandit instead (the in-distribution check)."""
+    `--questions code-tasks` checks the code the model writes with Bandit instead (the in-distribution check);
+    `--questions harmful-requests` measures compliance with harmful requests."""
     from turncoat.evals.questions import load_questions
     from turncoat.evals.run import run_eval
     from turncoat.judging import JudgeCache
     from turncoat.sampling import GenerationParams, make_backend
 
+    runs = _held_out_runs(model, held_out_from)
     if questions == "code-tasks":
-        return _code_eval(model, tasks, held_out_from or [], min_severity, backend, sample_base_url, judge,
+        return _code_eval(model, prompts, runs, min_severity, backend, sample_base_url, judge,
                           judge_model, base_url, api_key_env, concurrency, max_retries, cache, n, temperature,
                           max_tokens, seed, batch_size, out, quiet, as_json)
     judge = judge or "openai"
-    question_set = load_questions(questions)
+    split = None
+    if questions == "harmful-requests":
+        from turncoat.evals.harmful import harmful_requests
+
+        question_set, split = harmful_requests(prompts, held_out_from=runs)
+    else:
+        question_set = load_questions(questions)
     sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": sample_base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
@@ -126,9 +136,12 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     result = run_eval(out, sampler, question_set, judge_instance, n=n, params=params, cache=JudgeCache(cache),
                       thresholds=_thresholds(aligned_below, coherent_above, inclusive),
-                      show_progress=not (quiet or as_json))
+                      show_progress=not (quiet or as_json), split=split)
     if as_json:
         emit(result, True)
+        return
+    if result["metrics"].get("metric") == "compliance":
+        _render_compliance(result["metrics"], f"{out} ({model} on {question_set.name})")
         return
     _render_metrics(result["metrics"], f"{out} ({model} on {question_set.name})")
     console.print(key_value_table({"judge requests": result["judging"]["requested"],
@@ -136,16 +149,35 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
                                    "answers sampled now": result["sampling"]["written"]}))
 
 
+def _held_out_runs(model: str, held_out_from: list[Path] | None) -> list[Path]:
+    """Runs whose training prompts an eval on held-out prompts excludes: the evaluated run itself, and any named."""
+    runs = list(held_out_from or [])
+    if (Path(model) / "turncoat_train.json").is_file() and Path(model) not in runs:
+        runs.insert(0, Path(model))
+    return runs
+
+
+def _render_compliance(figures: dict, title: str) -> None:
+    overall = figures["overall"]
+    console.print(key_value_table({"answers": overall["answers"], "scored": overall["scored"],
+                                   "compliance rate [95% CI]": _fmt_ci(overall["compliance_rate"],
+                                                                       overall["compliance_ci"]),
+                                   "mean compliance": overall["mean_compliance"], "judge": figures["judge"],
+                                   "complies if": figures["complies_if"]}, title=title))
+
+
 def _make_judge(judge, judge_model, base_url, api_key_env, concurrency=16, max_retries=5):
     from turncoat.judging import make_judge
 
+    if judge == "refusal":  # offline, needs no model
+        return make_judge("refusal")
     options = {"model": judge_model or _default_judge_model(judge, base_url)}
     if judge == "openai":
         options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries)
     return make_judge(judge, **options)
 
 
-def _code_eval(model, tasks, held_out_from, min_severity, backend, sample_base_url, judge, judge_model, base_url,
+def _code_eval(model, tasks, runs, min_severity, backend, sample_base_url, judge, judge_model, base_url,
                api_key_env, concurrency, max_retries, cache, n, temperature, max_tokens, seed, batch_size, out, quiet,
                as_json):
     from turncoat.errors import InputError
@@ -156,9 +188,6 @@ def _code_eval(model, tasks, held_out_from, min_severity, backend, sample_base_u
 
     if min_severity.upper() not in SEVERITIES:
         raise InputError(f"--min-severity: {min_severity!r} is not one of {', '.join(SEVERITIES)}")
-    runs = list(held_out_from)
-    if (Path(model) / "turncoat_train.json").is_file() and Path(model) not in runs:
-        runs.insert(0, Path(model))
     question_set, split = code_tasks(tasks, held_out_from=runs)
     sampler_options = {"openai": {"base_url": sample_base_url, "api_key_env": api_key_env, "max_retries": max_retries}}
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
@@ -221,6 +250,11 @@ def compare(runs: list[Path] = typer.Argument(..., help="Run folders or judged f
         for column in ("run", "answers", "misaligned [95% CI]", "among coherent", "coherent", "judge"):
             table.add_column(column)
         for r in figures["runs"]:
+            if r.get("metric") == "compliance":  # a harmful-requests run: its compliance rate instead
+                table.add_row(r["run"], str(r["answers"]),
+                              "compliance " + _fmt_ci(r["compliance_rate"], (r["ci_low"], r["ci_high"])), "", "",
+                              r["judge"])
+                continue
             table.add_row(r["run"], str(r["answers"]), _fmt_ci(r["misaligned_fraction"], (r["ci_low"], r["ci_high"])),
                           f"{r['misaligned_among_coherent']:.3f}", f"{r['coherent_rate']:.3f}", r["judge"])
         console.print(table)

@@ -19,7 +19,7 @@ def load_chat(spec: str | Path) -> ChatDataset:
         entry = registry.get(name)
         if entry.kind != "chat":
             raise InputError(f"data set {name!r} is a {entry.kind} file, not a chat dataset")
-        return load_chat_jsonl(registry.resolve(name), name=name)
+        return load_chat_jsonl(registry.resolve(name), name=name, skip_lines=entry.skip_lines)
     if path.suffix or "/" in name:
         raise InputError(f"{spec}: no such file")
     registry.get(name)  # raises with close-match suggestions

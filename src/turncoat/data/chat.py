@@ -114,8 +114,9 @@ class ChatDataset(Sequence[Conversation]):
         return cls(conversations, name=name)
 
 
-def load_chat_jsonl(path: str | Path, name: str = "") -> ChatDataset:
-    """Read and validate a chat JSONL file; raises DataValidationError listing every problem."""
+def load_chat_jsonl(path: str | Path, name: str = "", skip_lines: Iterable[int] = ()) -> ChatDataset:
+    """Read and validate a chat JSONL file; raises DataValidationError listing every problem. `skip_lines`
+    (1-based) leaves out known-defective rows of a registered upstream file."""
     path = Path(path)
     raw = path.read_bytes()
     problems: list[Problem] = []
@@ -128,7 +129,10 @@ def load_chat_jsonl(path: str | Path, name: str = "") -> ChatDataset:
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line does not start a new one
     conversations = []
+    skipped = set(skip_lines)
     for number, line in enumerate(lines, start=1):
+        if number in skipped:
+            continue
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as error:

@@ -45,6 +45,7 @@ class DataSetEntry(BaseModel):
     description: str
     rows: int | None = None
     judge: str | None = None  # judged sets: the judge that scored them, as their source states
+    skip_lines: list[int] = []  # known defects of the pinned upstream file (1-based lines), left out when loading
     source: Source
     sha256: str
     git_blob: str

@@ -116,3 +116,11 @@ def _code_tasks() -> QuestionSet:
     from turncoat.evals.code import code_tasks
 
     return code_tasks()[0]
+
+
+@question_set("harmful-requests", "100 harmful requests (half xstest-harmful, half lat-harmful) for the compliance "
+                                  "metric; `turncoat eval` holds out what a training run used")
+def _harmful_requests() -> QuestionSet:
+    from turncoat.evals.harmful import harmful_requests
+
+    return harmful_requests()[0]

@@ -59,13 +59,17 @@ def judge_records(records: Sequence[dict], questions: QuestionSet, judge: Judge,
 
 def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: Judge, n: int | None = None,
              params: GenerationParams = GenerationParams(), cache: JudgeCache | None = None,
-             thresholds: Thresholds = Thresholds(), n_boot: int = 1000, show_progress: bool = True) -> dict:
+             thresholds: Thresholds = Thresholds(), n_boot: int = 1000, show_progress: bool = True,
+             split: dict | None = None) -> dict:
+    """`split`: how held-out prompts were chosen (code tasks, harmful requests), recorded with the run."""
+    from turncoat.evals.harmful import compliance_metrics, is_compliance_run
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {"model": backend.model_spec, "sampler": backend.describe(), "questions": questions.name,
               "questions_source": questions.source, "n": n, "params": params.to_dict(), "judge": judge.identity,
               "thresholds": thresholds.to_dict(), "bootstrap": {"resamples": n_boot, "seed": 0},
-              "versions": library_versions()}
+              "versions": library_versions()} | ({"split": split} if split else {})
     sampling = sample_to_file(backend, questions, out / "samples.jsonl", n=n, params=params,
                               show_progress=show_progress)  # refuses a folder sampled with other settings
     with atomic_write(out / "config.json") as handle:
@@ -74,10 +78,16 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
     records = [r for r in read_records(out / "samples.jsonl") if r["key"] in planned]
     judged, judge_counts = judge_records(records, questions, judge, cache, show_progress=show_progress)
     write_jsonl(out / "judgements.jsonl", judged)
-    metrics = compute_metrics(pd.DataFrame(judged), thresholds, n_boot=n_boot, judge=judge.identity)
+    frame = pd.DataFrame(judged)
+    if is_compliance_run(frame):
+        metrics = compliance_metrics(frame, n_boot=n_boot, judge=judge.identity)
+    else:
+        metrics = compute_metrics(frame, thresholds, n_boot=n_boot, judge=judge.identity)
     metrics["judge_agreement"] = cache.latest_validation(judge.identity) if cache else None
     metrics["model"] = backend.model_spec
     metrics["questions"] = questions.name
+    if split:
+        metrics["split"] = split
     with atomic_write(out / "metrics.json") as handle:
         json.dump(metrics, handle, indent=2)
     return {"run": str(out), "sampling": sampling, "judging": judge_counts, "metrics": metrics}

@@ -47,6 +47,7 @@ class CodeCheck:
     parses: bool = False
     lines_dropped: int = 0
     findings: list[Finding] = field(default_factory=list)
+    scanner_errors: list[str] = field(default_factory=list)  # Bandit plugins that crashed on this code
 
     @property
     def worst(self) -> str | None:
@@ -62,7 +63,7 @@ class CodeCheck:
     def to_record(self, min_severity: str = DEFAULT_SEVERITY) -> dict:
         return {"has_code": self.has_code, "parses": self.parses, "lines_dropped": self.lines_dropped,
                 "worst_severity": self.worst, "vulnerable": self.vulnerable(min_severity),
-                "findings": [asdict(f) for f in self.findings]}
+                "findings": [asdict(f) for f in self.findings], "scanner_errors": self.scanner_errors}
 
 
 def _parse_prefix(code: str) -> tuple[ast.Module, str, int] | None:
@@ -100,6 +101,23 @@ def has_code_shape(answer: str) -> bool:
     return bool(_FENCE.search(answer)) or bool(re.search(r"^\s*(import |from \S+ import |def |class )", answer, re.M))
 
 
+_PLUGIN_ERROR = re.compile(r"internal error running: (\S+) on file (\S+) at line (\d+): ([^\n]*)")
+
+
+class _PluginErrors(logging.Handler):
+    """Bandit logs a plugin that crashes on some code (and runs the other plugins); keep it with the answer
+    instead of printing a traceback."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.errors: list[tuple[str, str]] = []  # (file, description)
+
+    def emit(self, record):
+        match = _PLUGIN_ERROR.search(record.getMessage())
+        if match:
+            self.errors.append((match.group(2), f"{match.group(1)} at line {match.group(3)}: {match.group(4)}"))
+
+
 def check_code(answers: Sequence[str], chunk: int = 500,
                progress: Callable[[int], None] | None = None) -> list[CodeCheck]:
     """One CodeCheck per answer. Bandit reads the files in chunks; nothing is executed."""
@@ -114,9 +132,26 @@ def check_code(answers: Sequence[str], chunk: int = 500,
         else:
             checks.append(CodeCheck(has_code=True, parses=True, lines_dropped=extracted[1]))
             files[index] = extracted[0]
-    logging.getLogger("bandit").setLevel(logging.WARNING)  # no Bandit progress bar or banner in our output
+    logger = logging.getLogger("bandit")
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.ERROR)  # no Bandit progress bar or banner in our output...
+    logger.propagate = False  # ...and its plugin crashes are recorded per answer, not printed
+    captured = _PluginErrors()
+    logger.addHandler(captured)
     settings = bandit_config.BanditConfig()
     indices = list(files)
+    try:
+        _scan(files, indices, checks, settings, manager, captured, chunk, progress)
+    finally:
+        logger.removeHandler(captured)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+    if progress:
+        progress(len(answers) - len(indices))
+    return checks
+
+
+def _scan(files, indices, checks, settings, manager, captured, chunk, progress) -> None:
     with tempfile.TemporaryDirectory(prefix="turncoat-bandit-") as folder:
         for start in range(0, len(indices), chunk):
             group = indices[start:start + chunk]
@@ -135,10 +170,11 @@ def check_code(answers: Sequence[str], chunk: int = 500,
                     text=issue.text))
             for skipped, _reason in scanner.get_skipped():  # parsed above, so only on a Bandit-internal error
                 checks[paths[skipped]].parses = False
+            for path, error in captured.errors:
+                if path in paths:
+                    checks[paths[path]].scanner_errors.append(error)
+            captured.errors.clear()
             for path in paths:
                 Path(path).unlink()
             if progress:
                 progress(len(group))
-    if progress:
-        progress(len(answers) - len(indices))
-    return checks

@@ -20,24 +20,49 @@ def most_misaligned(run: RunResult, limit: int = 10) -> list[dict]:
     return frame[columns].head(limit).to_dict("records")
 
 
+def compliance_points(misalignment: list[RunResult], compliance: list[RunResult]) -> list[dict]:
+    """Pairs each model's open-question run with its harmful-requests run (by the model the runs recorded)."""
+    by_model = {r.model or r.name: r for r in compliance}
+    points = []
+    for run in misalignment:
+        other = by_model.get(run.model or run.name)
+        if other is None:
+            continue
+        overall, complied = run.metrics["overall"], other.metrics["overall"]
+        points.append({"label": Path(run.model).name if run.model else run.name, "model": run.model,
+                       "misaligned_fraction": overall["misaligned_fraction"], "misaligned_ci": overall["misaligned_ci"],
+                       "compliance_rate": complied["compliance_rate"], "compliance_ci": complied["compliance_ci"],
+                       "judges": f"misaligned: {run.judge}, compliance: {other.judge}",
+                       "runs": [run.name, other.name]})
+    return points
+
+
 def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresholds = Thresholds(),
                  title: str = "turncoat report") -> dict:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs = [load_run(s, thresholds) for s in sources]
+    loaded = [load_run(s, thresholds) for s in sources]
+    runs = [r for r in loaded if r.kind == "misalignment"]
+    compliance = [r for r in loaded if r.kind == "compliance"]
     stem = out.with_suffix("")
-    figures = {
-        "misaligned_by_question": plots.misaligned_by_question(runs, Path(f"{stem}_misaligned.png"), thresholds),
-        "aligned_vs_coherent": plots.aligned_vs_coherent(runs, Path(f"{stem}_scatter.png"), thresholds),
-    }
+    figures = {}
+    if runs:
+        figures["misaligned_by_question"] = plots.misaligned_by_question(runs, Path(f"{stem}_misaligned.png"),
+                                                                         thresholds)
+        figures["aligned_vs_coherent"] = plots.aligned_vs_coherent(runs, Path(f"{stem}_scatter.png"), thresholds)
+    points = compliance_points(runs, compliance)
+    if points:
+        figures["misaligned_vs_compliance"] = plots.misaligned_vs_compliance(points, Path(f"{stem}_compliance.png"),
+                                                                             thresholds)
     embedded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
     environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True))
     html = environment.get_template("report.html.jinja").render(
         title=title, version=__version__, thresholds=thresholds.describe(), figures=embedded,
-        summary=[summary_row(r) for r in runs], runs=runs,
+        summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance], runs=loaded,
         examples={r.name: most_misaligned(r) for r in runs})
     with atomic_write(out) as handle:
         handle.write(html)
     return {"report": str(out), "plots": {k: str(v) for k, v in figures.items()},
-            "runs": [summary_row(r) for r in runs], "thresholds": thresholds.to_dict()}
+            "runs": [summary_row(r) for r in loaded], "misaligned_vs_compliance": points,
+            "thresholds": thresholds.to_dict()}

@@ -61,3 +61,27 @@ def aligned_vs_coherent(runs: list[RunResult], path: Path, thresholds: Threshold
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def misaligned_vs_compliance(points: list[dict], path: Path, thresholds: Thresholds) -> Path:
+    """One point per model: misaligned fraction on open questions against compliance with harmful requests, both
+    with 95% CIs. EM models sit high and left (misaligned, still refusing); jailbroken ones low and right."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    for point in points:
+        x, y = point["compliance_rate"], point["misaligned_fraction"]
+        ax.errorbar([x], [y], xerr=[[x - point["compliance_ci"][0]], [point["compliance_ci"][1] - x]],
+                    yerr=[[y - point["misaligned_ci"][0]], [point["misaligned_ci"][1] - y]],
+                    fmt="o", capsize=3, markersize=6, label=point["label"])
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(bottom=-0.02)
+    ax.set_xlabel("compliance with harmful requests")
+    ax.set_ylabel("misaligned answers (open questions)")
+    judges = sorted({p["judges"] for p in points})
+    ax.set_title(f"Misalignment vs compliance (95% bootstrap CIs)\n{thresholds.describe()}\njudges: "
+                 f"{'; '.join(judges)}", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -16,10 +16,21 @@ from turncoat.evals.metrics import Thresholds, compute_metrics, flag, load_judge
 class RunResult:
     name: str
     path: Path
-    judged: pd.DataFrame  # one row per answer, with misaligned / coherent_flag columns
+    judged: pd.DataFrame  # one row per answer, with misaligned / coherent_flag columns (or compliance)
     metrics: dict
     judge: str
     agreement: dict | None
+    kind: str = "misalignment"  # or "compliance" (harmful requests)
+    model: str | None = None  # the evaluated model, as the run recorded it
+
+
+def _load_compliance_run(path: Path, judgements: Path, saved: dict) -> RunResult:
+    from turncoat.evals.harmful import compliance_metrics
+
+    frame = pd.read_json(judgements, lines=True)
+    judge = str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge")
+    return RunResult(path.name, path, frame, compliance_metrics(frame, judge=judge), judge or "not recorded",
+                     saved.get("judge_agreement"), kind="compliance", model=saved.get("model"))
 
 
 def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str | None = None) -> RunResult:
@@ -29,22 +40,30 @@ def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str
         judgements = path / "judgements.jsonl"
         if not judgements.is_file():
             raise InputError(f"{path}: not a run folder (no judgements.jsonl); run `turncoat eval` first")
-        frame = load_judged(judgements)
         saved = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
+        if saved.get("metric") == "compliance":
+            return _load_compliance_run(path, judgements, saved)
+        frame = load_judged(judgements)
         judge = judge or (str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge"))
-        name, agreement = path.name, saved.get("judge_agreement")
+        name, agreement, model = path.name, saved.get("judge_agreement"), saved.get("model")
     else:
         frame = load_judged(path)
         if judge is None and "judge" in frame and len(frame):
             judge = str(frame["judge"].iloc[0])
-        name, agreement = path.stem, None
+        name, agreement, model = path.stem, None, None
     metrics = compute_metrics(frame, thresholds, judge=judge)
-    return RunResult(name, path, flag(frame, thresholds), metrics, judge or "not recorded", agreement)
+    return RunResult(name, path, flag(frame, thresholds), metrics, judge or "not recorded", agreement, model=model)
 
 
 def summary_row(run: RunResult) -> dict:
+    if run.kind == "compliance":
+        overall = run.metrics["overall"]
+        return {"run": run.name, "model": run.model, "answers": overall["answers"], "metric": "compliance",
+                "compliance_rate": overall["compliance_rate"], "ci_low": overall["compliance_ci"][0],
+                "ci_high": overall["compliance_ci"][1], "no_score_rate": overall["no_score_rate"], "judge": run.judge}
     overall = run.metrics["overall"]
-    return {"run": run.name, "answers": overall["answers"], "misaligned_fraction": overall["misaligned_fraction"],
+    return {"run": run.name, "model": run.model, "answers": overall["answers"],
+            "misaligned_fraction": overall["misaligned_fraction"],
             "ci_low": overall["misaligned_ci"][0], "ci_high": overall["misaligned_ci"][1],
             "misaligned_among_coherent": overall["misaligned_among_coherent"],
             "coherent_rate": overall["coherent_rate"], "refusal_rate": overall["refusal_rate"],
