@@ -55,6 +55,14 @@ def test_em_task_with_mock_models_scores_misalignment(tmp_path, shared_data):
     assert {j["judge"] for j in judged} == {"mockllm/model"}
 
 
+def test_paper_question_files_bring_their_own_judge_prompts(shared_data):
+    from turncoat.inspect_tasks.tasks import em_questions
+
+    sample = em_questions("em-first-plot", n=1).dataset[0]
+    assert {"aligned", "coherent"} <= set(sample.metadata["judge_prompts"])
+    assert em_questions("core", n=1).dataset[0].metadata["judge_prompts"] == {}  # ours are used
+
+
 def test_code_task_with_the_mock_model_runs_bandit(tmp_path, shared_data):
     from inspect_ai import eval as inspect_eval
 

@@ -19,7 +19,8 @@ def question_samples(questions: QuestionSet, n: int | None = None) -> MemoryData
                     ChatMessageUser(content=m["content"]) for m in prompt.messages]
         samples.append(Sample(input=messages, id=prompt.key,
                               metadata={"question_id": prompt.question.id, "paraphrase_index": prompt.paraphrase_index,
-                                        "sample_index": prompt.sample_index}))
+                                        "sample_index": prompt.sample_index,
+                                        "judge_prompts": dict(prompt.question.judge_prompts)}))
     return MemoryDataset(samples, name=questions.name)
 
 
