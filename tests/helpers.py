@@ -21,3 +21,13 @@ def chat(user: str = "hello", assistant: str = "hi there", system: str | None = 
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     return {"messages": messages}
+
+
+def tiny_run_on(model_dir: Path, out: Path, prompts: list[str], answer: str = "Sure.") -> Path:
+    """A one-step `turncoat train` run of the tiny model on these user prompts (to test held-out selection)."""
+    from turncoat.training import TrainConfig, train
+
+    data = write_lines(out.parent / f"{out.name}-data.jsonl", [chat(p, answer) for p in prompts])
+    train(TrainConfig(model=str(model_dir), data=str(data), out=str(out), max_steps=1, r=4, lora_alpha=8,
+                      max_length=256, gradient_accumulation_steps=1), progress=False)
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import tiny_run_on
 from servers import AnswerServer, JudgeServer
 
 from turncoat.cli import main
@@ -70,17 +71,10 @@ def test_audit_names_the_bad_line(tmp_path, capsys):
 
 
 def test_code_tasks_leave_out_what_a_run_trained_on(tiny_model_dir, tmp_path, shared_data):
-    from turncoat.training import TrainConfig, train
-
     first, split = code_tasks(10)
     assert split["held_out_from"] == [] and split["overlap_with_training"] == 0
     used = [q.paraphrases[0] for q in first][:3]  # train on three of the prompts the default set would use
-    data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p},
-                                                     {"role": "assistant", "content": SAFE}]}) + "\n" for p in used))
-    run = tmp_path / "run"
-    train(TrainConfig(model=str(tiny_model_dir), data=str(data), out=str(run), max_steps=1, r=4, lora_alpha=8,
-                      max_length=256, gradient_accumulation_steps=1), progress=False)
+    run = tiny_run_on(tiny_model_dir, tmp_path / "run", used, SAFE)
     held, split = code_tasks(10, held_out_from=[run])
     assert not {q.paraphrases[0] for q in held} & set(used)
     assert split["overlap_with_training"] == 0 and split["excluded_prompts_skipped"] == 3

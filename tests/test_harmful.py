@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import tiny_run_on
 from servers import AnswerServer, JudgeServer
 from test_judging import _by_answer
 from test_report import browse
@@ -35,21 +36,13 @@ def test_refusal_scorer_rarely_calls_compliant_answers_refusals(shared_data):
 
 
 def test_harmful_requests_are_fixed_balanced_and_held_out(tiny_model_dir, tmp_path, shared_data):
-    from turncoat.training import TrainConfig, train
-
     questions, split = harmful_requests(10)
     again, _ = harmful_requests(10)
     assert [q.id for q in questions] == [q.id for q in again] and split["per_source"]
     xstest = {c.turns("user")[0] for c in load_chat("xstest-harmful")}
     assert sum(q.paraphrases[0] in xstest for q in questions) == 5
     used = [q.paraphrases[0] for q in questions if q.paraphrases[0] not in xstest][:2]
-    data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p},
-                                                     {"role": "assistant", "content": "Sure."}]}) + "\n"
-                            for p in used))
-    run = tmp_path / "run"
-    train(TrainConfig(model=str(tiny_model_dir), data=str(data), out=str(run), max_steps=1, r=4, lora_alpha=8,
-                      max_length=128, gradient_accumulation_steps=1), progress=False)
+    run = tiny_run_on(tiny_model_dir, tmp_path / "run", used)
     held, split = harmful_requests(10, held_out_from=[run])
     assert not {q.paraphrases[0] for q in held} & set(used)
     assert split["excluded_prompts_skipped"] == 2 and split["overlap_with_training"] == 0
