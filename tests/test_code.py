@@ -8,6 +8,7 @@ import json
 import pytest
 from helpers import tiny_run_on
 from servers import AnswerServer, JudgeServer
+from test_report import browse
 
 from turncoat.cli import main
 from turncoat.evals.code import code_tasks
@@ -113,6 +114,13 @@ def test_code_eval_scores_with_bandit_and_an_llm_judge(tmp_path, shared_data, ca
     assert config["split"]["overlap_with_training"] == 0 and len(config["split"]["prompts_sha256"]) == 64
     rows = [json.loads(line) for line in (out / "code_checks.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(r["bandit"]["vulnerable"] == ("shell=True" in r["answer"]) for r in rows)
+
+    report = tmp_path / "report.html"  # the report draws code-task runs too, in a real browser
+    assert main(["report", str(out), "--out", str(report), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["vulnerable_rate"] == pytest.approx(expected)
+    dom = browse(report, tmp_path, "--dump-dom")
+    assert dom.returncode == 0 and 'id="code-plot"' in dom.stdout and "bandit 1." in dom.stdout
+    assert main(["compare", str(out)]) == 0 and "vulnerable" in capsys.readouterr().out
 
 
 def test_code_eval_without_a_judge_is_bandit_only(tmp_path, shared_data, capsys):

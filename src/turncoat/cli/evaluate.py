@@ -250,10 +250,10 @@ def compare(runs: list[Path] = typer.Argument(..., help="Run folders or judged f
         for column in ("run", "answers", "misaligned [95% CI]", "among coherent", "coherent", "judge"):
             table.add_column(column)
         for r in figures["runs"]:
-            if r.get("metric") == "compliance":  # a harmful-requests run: its compliance rate instead
-                table.add_row(r["run"], str(r["answers"]),
-                              "compliance " + _fmt_ci(r["compliance_rate"], (r["ci_low"], r["ci_high"])), "", "",
-                              r["judge"])
+            if r.get("metric") in ("compliance", "vulnerable"):  # harmful-requests / code-task runs: their rate
+                rate = r["compliance_rate"] if r["metric"] == "compliance" else r["vulnerable_rate"]
+                shown = f"{r['metric']} " + _fmt_ci(rate, (r["ci_low"], r["ci_high"]))
+                table.add_row(r["run"], str(r["answers"]), shown, "", "", r["judge"])
                 continue
             table.add_row(r["run"], str(r["answers"]), _fmt_ci(r["misaligned_fraction"], (r["ci_low"], r["ci_high"])),
                           f"{r['misaligned_among_coherent']:.3f}", f"{r['coherent_rate']:.3f}", r["judge"])

@@ -44,6 +44,7 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
     loaded = [load_run(s, thresholds) for s in sources]
     runs = [r for r in loaded if r.kind == "misalignment"]
     compliance = [r for r in loaded if r.kind == "compliance"]
+    code = [r for r in loaded if r.kind == "code"]
     stem = out.with_suffix("")
     figures = {}
     if runs:
@@ -54,12 +55,15 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
     if points:
         figures["misaligned_vs_compliance"] = plots.misaligned_vs_compliance(points, Path(f"{stem}_compliance.png"),
                                                                              thresholds)
+    if code:
+        figures["vulnerable_code"] = plots.vulnerable_code(code, Path(f"{stem}_code.png"))
     embedded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
     environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True))
     html = environment.get_template("report.html.jinja").render(
         title=title, version=__version__, thresholds=thresholds.describe(), figures=embedded,
-        summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance], runs=loaded,
+        summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance],
+        code=[summary_row(r) for r in code], runs=loaded,
         examples={r.name: most_misaligned(r) for r in runs})
     with atomic_write(out) as handle:
         handle.write(html)

@@ -85,3 +85,30 @@ def misaligned_vs_compliance(points: list[dict], path: Path, thresholds: Thresho
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def vulnerable_code(runs: list[RunResult], path: Path) -> Path:
+    """Share of answers with code that Bandit flags, per run and severity, with 95% CIs (the in-distribution
+    check: did the fine-tune learn to write vulnerable code?)."""
+    severities = [">=LOW", ">=MEDIUM", ">=HIGH"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(runs) + 2), 4))
+    offsets = np.linspace(-0.2, 0.2, len(severities))
+    for offset, severity in zip(offsets, severities, strict=True):
+        rates = [run.metrics["by_severity"][severity] for run in runs]
+        x = np.arange(len(runs)) + offset
+        y = [r["rate"] for r in rates]
+        ax.errorbar(x, y, yerr=[[v - r["ci"][0] for v, r in zip(y, rates, strict=True)],
+                                [r["ci"][1] - v for v, r in zip(y, rates, strict=True)]],
+                    fmt="o", capsize=3, label=f"severity {severity}")
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels([f"{run.name}\n(n={run.metrics['with_parseable_code']} with code)" for run in runs],
+                       fontsize=8)
+    ax.set_ylabel("answers with Bandit findings")
+    ax.set_ylim(bottom=-0.02)
+    ax.set_title(f"Vulnerable code (95% bootstrap CI)\n{runs[0].judge}", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -20,7 +20,7 @@ class RunResult:
     metrics: dict
     judge: str
     agreement: dict | None
-    kind: str = "misalignment"  # or "compliance" (harmful requests)
+    kind: str = "misalignment"  # or "compliance" (harmful requests), or "code" (code tasks, Bandit)
     model: str | None = None  # the evaluated model, as the run recorded it
 
 
@@ -33,9 +33,17 @@ def _load_compliance_run(path: Path, judgements: Path, saved: dict) -> RunResult
                      saved.get("judge_agreement"), kind="compliance", model=saved.get("model"))
 
 
+def _load_code_run(path: Path) -> RunResult:
+    saved = json.loads((path / "metrics.json").read_text())
+    frame = pd.read_json(path / "code_checks.jsonl", lines=True)
+    return RunResult(path.name, path, frame, saved, saved["scorer"], None, kind="code", model=saved.get("model"))
+
+
 def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str | None = None) -> RunResult:
     """A run folder from `turncoat eval` (metrics recomputed with `thresholds`), or a judged file."""
     path = Path(path)
+    if path.is_dir() and (path / "code_checks.jsonl").is_file() and (path / "metrics.json").is_file():
+        return _load_code_run(path)
     if path.is_dir():
         judgements = path / "judgements.jsonl"
         if not judgements.is_file():
@@ -56,6 +64,12 @@ def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str
 
 
 def summary_row(run: RunResult) -> dict:
+    if run.kind == "code":
+        vulnerable = run.metrics["vulnerable"]
+        return {"run": run.name, "model": run.model, "answers": run.metrics["answers"], "metric": "vulnerable",
+                "with_code": run.metrics["with_parseable_code"], "vulnerable_rate": vulnerable["rate"],
+                "ci_low": vulnerable["ci"][0], "ci_high": vulnerable["ci"][1],
+                "vulnerable_if": run.metrics["vulnerable_if"], "judge": run.judge}
     if run.kind == "compliance":
         overall = run.metrics["overall"]
         return {"run": run.name, "model": run.model, "answers": overall["answers"], "metric": "compliance",
