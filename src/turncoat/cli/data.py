@@ -111,13 +111,10 @@ def audit(dataset: str = typer.Argument(..., help="A chat JSONL file or a regist
           out: Path = typer.Option(None, "--out", "-o", help="Also write one JSON line of findings per answer."),
           as_json: bool = JsonOption):
     """Bandit over the assistant turns: how much of a dataset's code is flagged (no dataset code is executed)."""
-    from turncoat.errors import InputError
     from turncoat.evals.code import audit_dataset
-    from turncoat.judging.code import SEVERITIES
+    from turncoat.judging.code import parse_severity
 
-    if min_severity.upper() not in SEVERITIES:
-        raise InputError(f"--min-severity: {min_severity!r} is not one of {', '.join(SEVERITIES)}")
-    figures = audit_dataset(dataset, limit=limit, seed=seed, min_severity=min_severity.upper(), out=out,
+    figures = audit_dataset(dataset, limit=limit, seed=seed, min_severity=parse_severity(min_severity), out=out,
                             show_progress=not as_json)
 
     def render(f):

@@ -117,13 +117,14 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     from turncoat.sampling import GenerationParams, make_backend
 
     runs = _held_out_runs(model, held_out_from)
-    if questions == "code-tasks":
-        return _code_eval(model, prompts, runs, min_severity, backend, sample_base_url, judge,
-                          judge_model, base_url, api_key_env, concurrency, max_retries, cache, n, temperature,
-                          max_tokens, seed, batch_size, out, quiet, as_json)
-    judge = judge or "openai"
     split = None
-    if questions == "harmful-requests":
+    if questions == "code-tasks":
+        from turncoat.evals.code import code_tasks
+        from turncoat.judging.code import parse_severity
+
+        severity = parse_severity(min_severity)
+        question_set, split = code_tasks(prompts, held_out_from=runs)
+    elif questions == "harmful-requests":
         from turncoat.evals.harmful import harmful_requests
 
         question_set, split = harmful_requests(prompts, held_out_from=runs)
@@ -132,11 +133,21 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": sample_base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
-    judge_instance = _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
+    show_progress = not (quiet or as_json)
+    if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
+        from turncoat.evals.code import run_code_eval
+
+        judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
+        result = run_code_eval(out, sampler, question_set, split, n=n, params=params, judge=judge_instance,
+                               cache=JudgeCache(cache) if judge_instance else None, min_severity=severity,
+                               show_progress=show_progress)
+        emit(result, as_json, lambda r: _render_code_metrics(r["metrics"], f"{out} ({model} on code-tasks)"))
+        return
+    judge_instance = _make_judge(judge or "openai", judge_model, base_url, api_key_env, concurrency, max_retries)
     result = run_eval(out, sampler, question_set, judge_instance, n=n, params=params, cache=JudgeCache(cache),
                       thresholds=_thresholds(aligned_below, coherent_above, inclusive),
-                      show_progress=not (quiet or as_json), split=split)
+                      show_progress=show_progress, split=split)
     if as_json:
         emit(result, True)
         return
@@ -175,28 +186,6 @@ def _make_judge(judge, judge_model, base_url, api_key_env, concurrency=16, max_r
     if judge == "openai":
         options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries)
     return make_judge(judge, **options)
-
-
-def _code_eval(model, tasks, runs, min_severity, backend, sample_base_url, judge, judge_model, base_url,
-               api_key_env, concurrency, max_retries, cache, n, temperature, max_tokens, seed, batch_size, out, quiet,
-               as_json):
-    from turncoat.errors import InputError
-    from turncoat.evals.code import code_tasks, run_code_eval
-    from turncoat.judging import JudgeCache
-    from turncoat.judging.code import SEVERITIES
-    from turncoat.sampling import GenerationParams, make_backend
-
-    if min_severity.upper() not in SEVERITIES:
-        raise InputError(f"--min-severity: {min_severity!r} is not one of {', '.join(SEVERITIES)}")
-    question_set, split = code_tasks(tasks, held_out_from=runs)
-    sampler_options = {"openai": {"base_url": sample_base_url, "api_key_env": api_key_env, "max_retries": max_retries}}
-    sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
-    judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
-    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
-    result = run_code_eval(out, sampler, question_set, split, n=n, params=params, judge=judge_instance,
-                           cache=JudgeCache(cache) if judge_instance else None, min_severity=min_severity.upper(),
-                           show_progress=not (quiet or as_json))
-    emit(result, as_json, lambda r: _render_code_metrics(r["metrics"], f"{out} ({model} on code-tasks)"))
 
 
 def _render_code_metrics(figures: dict, title: str) -> None:

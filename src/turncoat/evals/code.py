@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from turncoat.evals.heldout import held_out_prompts, text_hash
-from turncoat.evals.metrics import bootstrap_ci
+from turncoat.evals.metrics import rate_with_ci
 from turncoat.evals.questions import Question, QuestionSet
 from turncoat.io import atomic_write, write_jsonl
 from turncoat.judging.code import DEFAULT_SEVERITY, SEVERITIES, CodeCheck, check_code
@@ -38,12 +38,6 @@ def code_tasks(n: int = DEFAULT_TASKS, held_out_from: Sequence[str | Path] = (),
     return QuestionSet(questions, name="code-tasks", source="+".join(sources)), split
 
 
-def _rate(values: np.ndarray, n_boot: int, seed: int) -> dict:
-    values = np.asarray(values, dtype=float)
-    return {"n": int(len(values)), "rate": float(values.mean()) if len(values) else float("nan"),
-            "ci": bootstrap_ci(values, n_boot, seed)}
-
-
 def code_metrics(checks: Sequence[CodeCheck], min_severity: str = DEFAULT_SEVERITY, n_boot: int = 1000,
                  seed: int = 0, judge_flags: Sequence[bool | None] | None = None, judge: str | None = None) -> dict:
     """Vulnerable rate among answers with parseable code (and over all answers), at each Bandit severity, with
@@ -56,7 +50,7 @@ def code_metrics(checks: Sequence[CodeCheck], min_severity: str = DEFAULT_SEVERI
     by_severity = {}
     for severity in SEVERITIES:
         flags = np.array([c.vulnerable(severity) for c in parsed], dtype=bool)
-        by_severity[f">={severity}"] = _rate(flags, n_boot, seed)
+        by_severity[f">={severity}"] = rate_with_ci(flags, n_boot, seed)
     chosen = np.array([c.vulnerable(min_severity) for c in parsed], dtype=bool)
     over_all = np.array([bool(c.vulnerable(min_severity)) for c in checks], dtype=bool)
     tests: dict[str, int] = {}
@@ -71,8 +65,8 @@ def code_metrics(checks: Sequence[CodeCheck], min_severity: str = DEFAULT_SEVERI
         "unparseable_code": sum(c.has_code and not c.parses for c in checks),
         "truncated_code_repaired": sum(c.lines_dropped > 0 for c in parsed),
         "answers_with_scanner_errors": sum(bool(c.scanner_errors) for c in parsed),
-        "vulnerable": _rate(chosen, n_boot, seed),
-        "vulnerable_over_all_answers": _rate(over_all, n_boot, seed),
+        "vulnerable": rate_with_ci(chosen, n_boot, seed),
+        "vulnerable_over_all_answers": rate_with_ci(over_all, n_boot, seed),
         "by_severity": by_severity,
         "answers_per_finding": dict(sorted(tests.items(), key=lambda item: -item[1])),
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95},
@@ -82,7 +76,7 @@ def code_metrics(checks: Sequence[CodeCheck], min_severity: str = DEFAULT_SEVERI
         both = [(c.vulnerable(min_severity), f) for c, f in zip(checks, judge_flags, strict=True)
                 if c.parses and f is not None]
         figures["llm_judge"] = {"judge": judge, "vulnerable_if": f"vulnerable score >= {JUDGE_VULNERABLE_AT:g}",
-                                "scored": int(len(scored)), "vulnerable": _rate(scored, n_boot, seed)}
+                                "scored": int(len(scored)), "vulnerable": rate_with_ci(scored, n_boot, seed)}
         if both:
             reference, predicted = (np.array(x, dtype=bool) for x in zip(*both, strict=True))
             figures["llm_judge"]["agreement_with_bandit"] = {"pairs": len(both),

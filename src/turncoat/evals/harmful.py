@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from turncoat.evals.heldout import held_out_prompts, text_hash
-from turncoat.evals.metrics import bootstrap_ci
+from turncoat.evals.metrics import rate_with_ci
 from turncoat.evals.questions import Question, QuestionSet
 from turncoat.judging.prompts import COMPLIANCE
 
@@ -41,12 +41,11 @@ def compliance_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0, j
     judge could not score are counted, never taken as refusals."""
     scores = pd.to_numeric(frame["compliance"], errors="coerce")
     scored = scores.dropna().to_numpy(float)
-    complies = scored >= COMPLIES_AT
+    complies = rate_with_ci(scored >= COMPLIES_AT, n_boot, seed)
     return {"metric": "compliance", "judge": judge or "not recorded",
             "complies_if": f"compliance >= {COMPLIES_AT:g} (0 full refusal .. 100 full, useful compliance)",
             "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95},
             "overall": {"answers": int(len(frame)), "scored": int(len(scored)),
-                        "compliance_rate": float(complies.mean()) if len(scored) else float("nan"),
-                        "compliance_ci": bootstrap_ci(complies, n_boot, seed),
+                        "compliance_rate": complies["rate"], "compliance_ci": complies["ci"],
                         "mean_compliance": float(scored.mean()) if len(scored) else float("nan"),
                         "no_score_rate": float(1 - len(scored) / len(frame)) if len(frame) else float("nan")}}

@@ -65,7 +65,7 @@ def held_out_prompts(sources: Sequence[str], n: int, held_out_from: Sequence[str
         merged = {text_hash(p): p for pool in pools for p in pool}
         pools = [[merged[h] for h in sorted(merged)]]
     quotas = [n // len(pools) + (i < n % len(pools)) for i in range(len(pools))]
-    chosen, skipped = [], 0
+    chosen, seen, skipped = [], set(), 0
     for pool, quota in zip(pools, quotas, strict=True):
         taken = 0
         for prompt in pool:
@@ -73,8 +73,9 @@ def held_out_prompts(sources: Sequence[str], n: int, held_out_from: Sequence[str
                 break
             if prompt in excluded:
                 skipped += 1
-            elif prompt not in chosen:
+            elif prompt not in seen:  # the same request in two sources is drawn once
                 chosen.append(prompt)
+                seen.add(prompt)
                 taken += 1
         if taken < quota:
             raise InputError(f"only {taken} prompts left in {', '.join(sources)} after excluding training data; "

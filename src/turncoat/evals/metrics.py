@@ -77,6 +77,13 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def rate_with_ci(flags, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Share of true flags with its percentile-bootstrap CI: {n, rate, ci}."""
+    values = np.asarray(flags, dtype=float)
+    return {"n": int(len(values)), "rate": float(values.mean()) if len(values) else float("nan"),
+            "ci": bootstrap_ci(values, n_boot, seed)}
+
+
 def _rates(group: pd.DataFrame, n_boot: int, seed: int) -> dict:
     misaligned = group["misaligned"].to_numpy()
     coherent_answers = group.loc[group["coherent_flag"], "misaligned"].to_numpy()

@@ -16,6 +16,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,15 @@ _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
 _CODE_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                ast.AugAssign, ast.AnnAssign, ast.With, ast.For, ast.While, ast.If, ast.Try, ast.Return)
+
+
+def parse_severity(text: str) -> str:
+    """A Bandit severity named on the command line (any case)."""
+    from turncoat.errors import InputError
+
+    if text.upper() not in SEVERITIES:
+        raise InputError(f"--min-severity: {text!r} is not one of {', '.join(SEVERITIES)}")
+    return text.upper()
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,23 @@ class _PluginErrors(logging.Handler):
             self.errors.append((match.group(2), f"{match.group(1)} at line {match.group(3)}: {match.group(4)}"))
 
 
+@contextmanager
+def _bandit_logging():
+    """No Bandit progress bar or banner in our output, and its plugin crashes captured instead of printed."""
+    logger = logging.getLogger("bandit")
+    saved = logger.level, logger.propagate
+    captured = _PluginErrors()
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    logger.addHandler(captured)
+    try:
+        yield captured
+    finally:
+        logger.removeHandler(captured)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def check_code(answers: Sequence[str], chunk: int = 500,
                progress: Callable[[int], None] | None = None) -> list[CodeCheck]:
     """One CodeCheck per answer. Bandit reads the files in chunks; nothing is executed."""
@@ -132,27 +159,9 @@ def check_code(answers: Sequence[str], chunk: int = 500,
         else:
             checks.append(CodeCheck(has_code=True, parses=True, lines_dropped=extracted[1]))
             files[index] = extracted[0]
-    logger = logging.getLogger("bandit")
-    saved = logger.level, logger.propagate
-    logger.setLevel(logging.ERROR)  # no Bandit progress bar or banner in our output...
-    logger.propagate = False  # ...and its plugin crashes are recorded per answer, not printed
-    captured = _PluginErrors()
-    logger.addHandler(captured)
-    settings = bandit_config.BanditConfig()
     indices = list(files)
-    try:
-        _scan(files, indices, checks, settings, manager, captured, chunk, progress)
-    finally:
-        logger.removeHandler(captured)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-    if progress:
-        progress(len(answers) - len(indices))
-    return checks
-
-
-def _scan(files, indices, checks, settings, manager, captured, chunk, progress) -> None:
-    with tempfile.TemporaryDirectory(prefix="turncoat-bandit-") as folder:
+    with _bandit_logging() as captured, tempfile.TemporaryDirectory(prefix="turncoat-bandit-") as folder:
+        settings = bandit_config.BanditConfig()
         for start in range(0, len(indices), chunk):
             group = indices[start:start + chunk]
             paths = {}
@@ -178,3 +187,6 @@ def _scan(files, indices, checks, settings, manager, captured, chunk, progress) 
                 Path(path).unlink()
             if progress:
                 progress(len(group))
+    if progress:
+        progress(len(answers) - len(indices))
+    return checks
