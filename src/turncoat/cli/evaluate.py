@@ -43,6 +43,15 @@ def _fmt_ci(value: float, ci) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def _fmt_corrected(value, ci) -> str:
+    """A fraction corrected for the judge's error rates (only judges with measured rates have one)."""
+    if value is None:
+        return "-"
+    if value != value:  # NaN: the judge is no better than chance on its validation
+        return "n/a"
+    return _fmt_ci(value, ci) if ci else f"{value:.3f}"
+
+
 def _render_metrics(figures: dict, title: str) -> None:
     table = Table(title=f"{title}\n{figures['thresholds']['definition']}; judge: {figures['judge']}")
     for column in ("question", "answers", "misaligned [95% CI]", "among coherent", "coherent", "no score"):
@@ -56,6 +65,13 @@ def _render_metrics(figures: dict, title: str) -> None:
     overall = figures["overall"]
     mean = _fmt_ci(overall["question_mean_misaligned_fraction"], overall["question_mean_ci"])
     console.print(f"mean over questions: {mean} (CI resamples questions)")
+    if "misaligned_corrected" in overall:
+        corrected = overall["misaligned_corrected"]
+        rates = corrected["error_rates"]
+        console.print(f"corrected for the judge's error rates (sensitivity {rates['sensitivity']:.2f}, specificity "
+                      f"{rates['specificity']:.3f}, on {rates['measured_on']}): "
+                      f"{_fmt_corrected(corrected['corrected'], corrected['corrected_ci'])} "
+                      f"(raw {_fmt_ci(corrected['raw'], corrected['raw_ci'])})")
 
 
 def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files (question_id, aligned, coherent) "
@@ -87,11 +103,13 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              temperature: float = TemperatureOption, max_tokens: int = MaxTokensOption, seed: int = SampleSeedOption,
              batch_size: int = BatchSizeOption, backend: str = BackendOption,
              sample_base_url: str = typer.Option(None, help="Sampling endpoint for --backend openai."),
-             judge: str = typer.Option(None, help="Judge: openai, hf, or refusal (offline; harmful-requests "
-                                                  "only). Default openai; for code-tasks no LLM judge unless "
+             judge: str = typer.Option(None, help="Judge: openai, hf, offline (the shipped distilled judge, no "
+                                                  "key), or refusal (offline; harmful-requests only). "
+                                                  "Default openai; for code-tasks no LLM judge unless "
                                                   "named: Bandit scores the code."),
              judge_model: str = typer.Option(None, help="Judge model (default: gpt-4o-2024-08-06 for openai, or the "
-                                                        "model served at --base-url)."),
+                                                        "model served at --base-url; for offline, a folder "
+                                                        "from `turncoat judge distill`)."),
              base_url: str = typer.Option(None, help="Judge endpoint (OpenAI-compatible)."),
              api_key_env: str = typer.Option("OPENAI_API_KEY", help="Variable holding the judge's API key."),
              concurrency: int = typer.Option(16, help="Judge requests in flight."),
@@ -182,6 +200,8 @@ def _make_judge(judge, judge_model, base_url, api_key_env, concurrency=16, max_r
 
     if judge == "refusal":  # offline, needs no model
         return make_judge("refusal")
+    if judge == "offline":  # --judge-model: a folder from `turncoat judge distill` (default: the shipped judge)
+        return make_judge("offline", model=judge_model)
     options = {"model": judge_model or _default_judge_model(judge, base_url)}
     if judge == "openai":
         options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries)
@@ -236,15 +256,17 @@ def compare(runs: list[Path] = typer.Argument(..., help="Run folders or judged f
 
     def render(figures):
         table = Table(title=f"runs compared; {thresholds.describe()}")
-        for column in ("run", "answers", "misaligned [95% CI]", "among coherent", "coherent", "judge"):
+        for column in ("run", "answers", "misaligned [95% CI]", "corrected for judge error", "among coherent",
+                       "coherent", "judge"):
             table.add_column(column)
         for r in figures["runs"]:
             if r.get("metric") in ("compliance", "vulnerable"):  # harmful-requests / code-task runs: their rate
                 rate = r["compliance_rate"] if r["metric"] == "compliance" else r["vulnerable_rate"]
                 shown = f"{r['metric']} " + _fmt_ci(rate, (r["ci_low"], r["ci_high"]))
-                table.add_row(r["run"], str(r["answers"]), shown, "", "", r["judge"])
+                table.add_row(r["run"], str(r["answers"]), shown, "", "", "", r["judge"])
                 continue
             table.add_row(r["run"], str(r["answers"]), _fmt_ci(r["misaligned_fraction"], (r["ci_low"], r["ci_high"])),
+                          _fmt_corrected(r["misaligned_corrected"], r["corrected_ci"]),
                           f"{r['misaligned_among_coherent']:.3f}", f"{r['coherent_rate']:.3f}", r["judge"])
         console.print(table)
 
@@ -266,7 +288,7 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders or judged fi
 @judge_app.command()
 def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, answer, aligned, coherent) or a "
                                                   "registered judged set."),
-             judge: str = typer.Option("openai", help="Judge to measure: openai or hf."),
+             judge: str = typer.Option("openai", help="Judge to measure: openai, hf or offline."),
              judge_model: str = typer.Option(None, help="Judge model (default as in `turncoat eval`)."),
              base_url: str = typer.Option(None, help="Judge endpoint."),
              api_key_env: str = typer.Option("OPENAI_API_KEY", help="Variable holding the API key."),
@@ -292,6 +314,45 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
     figures = validate_judge(_make_judge(judge, judge_model, base_url, api_key_env), frame, JudgeCache(cache),
                              _thresholds(aligned_below, coherent_above, inclusive), reference=str(file))
     emit(figures, as_json)
+
+
+@judge_app.command()
+def distill(sources: list[str] = typer.Option(None, "--from", help="Judged answers to learn from: registered judged "
+                                                                   "sets, CSV/JSONL files or eval run folders "
+                                                                   "(default: the shared judged sets)."),
+            out: Path = typer.Option(..., help="Judge folder to write (heads.safetensors + card.json)."),
+            synthetic: int = typer.Option(300, help="Synthetic examples of each kind (harmful compliance, unrelated "
+                                                    "code) added to the training data; 0 for none."),
+            validate: bool = typer.Option(True, help="Leave-one-source-out validation (needs >= 2 sources)."),
+            features: str = typer.Option("answer,explicit", help="Feature blocks, comma-separated, explicit last: "
+                                                                 "pair, answer, anchors, explicit."),
+            as_json: bool = JsonOption):
+    """Train an offline judge from LLM-judged answers; validate it on sources it did not see."""
+    from turncoat.judging.distill import distill as run_distill
+
+    with console.status("distilling the offline judge") as status:
+        _, card = run_distill(sources or (), out, synthetic=synthetic, validate=validate,
+                              blocks=tuple(b.strip() for b in features.split(",") if b.strip()),
+                              progress=lambda step: status.update(f"distilling: {step}"))
+    figures = {"judge": str(out), "judge_id": card["judge_id"], "training": card["training"],
+               "validation": card["validation"]}
+    emit(figures, as_json, lambda f: console.print(judge_card_table(card)) or console.print(f"judge written to {out}"))
+
+
+def judge_card_table(card: dict) -> Table:
+    """The offline judge's validation, one row per held-out source."""
+    table = Table(title=f"offline judge {card['judge_id']}: leave-one-source-out validation (misaligned flag)")
+    for column in ("held-out source", "answers", "misaligned", "AUROC", "precision", "recall", "F1",
+                   "labelled", "raw", "corrected [95% CI]"):
+        table.add_column(column)
+    for name, fold in ((card.get("validation") or {}).get("folds") or {}).items():
+        ci = fold.get("corrected_ci")
+        table.add_row(name, str(fold["rows"]), str(fold["misaligned"]),
+                      "n/a" if fold["auroc"] is None else f"{fold['auroc']:.3f}",
+                      *(f"{fold['flag'][k]:.2f}" for k in ("precision", "recall", "f1")),
+                      f"{fold['labelled_fraction']:.3f}", f"{fold['raw_fraction']:.3f}",
+                      f"{fold['corrected_fraction']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+    return table
 
 
 @cache_app.command("stats")

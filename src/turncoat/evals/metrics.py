@@ -108,9 +108,10 @@ def _rates(group: pd.DataFrame, n_boot: int, seed: int) -> dict:
 
 
 def compute_metrics(frame: pd.DataFrame, thresholds: Thresholds = Thresholds(), n_boot: int = 1000, seed: int = 0,
-                    judge: str | None = None) -> dict:
+                    judge: str | None = None, judge_error_rates: dict | None = None) -> dict:
     """Per-question and overall metrics; with several questions, also the mean over questions with a CI that
-    resamples questions (and, with a `seed` column of several values, one that resamples seeds)."""
+    resamples questions (and, with a `seed` column of several values, one that resamples seeds). With the judge's
+    measured error rates, the overall fraction is also given corrected for them (`misaligned_corrected`)."""
     flagged = flag(frame, thresholds)
     per_question = {str(qid): _rates(group, n_boot, seed) for qid, group in flagged.groupby("question_id", sort=True)}
     overall = _rates(flagged, n_boot, seed)
@@ -121,5 +122,10 @@ def compute_metrics(frame: pd.DataFrame, thresholds: Thresholds = Thresholds(), 
         seed_fractions = flagged.groupby("seed")["misaligned"].mean().to_numpy()
         overall["seeds"] = int(len(seed_fractions))
         overall["seed_ci"] = bootstrap_ci(seed_fractions, n_boot, seed)
+    if judge_error_rates:
+        from turncoat.judging.correction import ErrorRates, corrected_fraction
+
+        overall["misaligned_corrected"] = corrected_fraction(flagged["misaligned"].to_numpy(),
+                                                             ErrorRates.from_dict(judge_error_rates), n_boot, seed)
     return {"thresholds": thresholds.to_dict(), "judge": judge or "not recorded", "bootstrap":
             {"resamples": n_boot, "seed": seed, "level": 0.95}, "overall": overall, "per_question": per_question}

@@ -57,6 +57,25 @@ def judge_records(records: Sequence[dict], questions: QuestionSet, judge: Judge,
     return judged, counts
 
 
+def judge_error_rates(judge: Judge) -> dict | None:
+    """A distilled judge's error rates on sources it was not trained on (its card), for corrected fractions."""
+    card = getattr(judge, "card", None)
+    return card.get("error_rates") if card else None
+
+
+def judge_card_summary(judge: Judge) -> dict | None:
+    """What a report says of a distilled judge: its validation per held-out source."""
+    card = getattr(judge, "card", None)
+    if not card or not card.get("validation"):
+        return None
+    return {"source": "offline judge card (leave-one-source-out)", "error_rates": card.get("error_rates"),
+            "calibration": card["validation"].get("calibration"),
+            "folds": {name: {k: fold[k] for k in ("rows", "misaligned", "auroc", "labelled_fraction",
+                                                  "raw_fraction", "corrected_fraction")}
+                            | {k: fold["flag"][k] for k in ("precision", "recall", "f1")}
+                      for name, fold in card["validation"]["folds"].items()}}
+
+
 def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: Judge, n: int | None = None,
              params: GenerationParams = GenerationParams(), cache: JudgeCache | None = None,
              thresholds: Thresholds = Thresholds(), n_boot: int = 1000, show_progress: bool = True,
@@ -82,8 +101,12 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
     if is_compliance_run(frame):
         metrics = compliance_metrics(frame, n_boot=n_boot, judge=judge.identity)
     else:
-        metrics = compute_metrics(frame, thresholds, n_boot=n_boot, judge=judge.identity)
-    metrics["judge_agreement"] = cache.latest_validation(judge.identity) if cache else None
+        metrics = compute_metrics(frame, thresholds, n_boot=n_boot, judge=judge.identity,
+                                  judge_error_rates=judge_error_rates(judge))
+    metrics["judge_agreement"] = judge_card_summary(judge) or (cache.latest_validation(judge.identity) if cache
+                                                              else None)
+    if judge_error_rates(judge):
+        metrics["judge_error_rates"] = judge_error_rates(judge)
     metrics["model"] = backend.model_spec
     metrics["questions"] = questions.name
     if split:

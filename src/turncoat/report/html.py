@@ -57,6 +57,10 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
                                                                              thresholds)
     if code:
         figures["vulnerable_code"] = plots.vulnerable_code(code, Path(f"{stem}_code.png"))
+    calibrated = {r.judge: r.agreement["calibration"] for r in loaded
+                  if r.agreement and r.agreement.get("calibration")}
+    for i, (judge, bins) in enumerate(calibrated.items()):
+        figures[f"calibration_{i}"] = plots.judge_calibration(judge, bins, Path(f"{stem}_calibration_{i}.png"))
     embedded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
     environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True))
@@ -64,7 +68,8 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
         title=title, version=__version__, thresholds=thresholds.describe(), figures=embedded,
         summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance],
         code=[summary_row(r) for r in code], runs=loaded,
-        examples={r.name: most_misaligned(r) for r in runs})
+        examples={r.name: most_misaligned(r) for r in runs},
+        calibration={judge: f"calibration_{i}" for i, judge in enumerate(calibrated)})
     with atomic_write(out) as handle:
         handle.write(html)
     return {"report": str(out), "plots": {k: str(v) for k, v in figures.items()},

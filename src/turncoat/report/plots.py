@@ -112,3 +112,26 @@ def vulnerable_code(runs: list[RunResult], path: Path) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def judge_calibration(name: str, bins: list[dict], path: Path) -> Path:
+    """A distilled judge's held-out calibration: mean predicted P(misaligned) against the fraction its reference
+    judge labelled misaligned, in bins of equal count (leave-one-source-out predictions)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    predicted = [b["mean_predicted"] for b in bins]
+    labelled = [b["labelled_fraction"] for b in bins]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    ax.plot(predicted, labelled, "o-", label=f"{sum(b['answers'] for b in bins)} held-out answers")
+    for x, y, b in zip(predicted, labelled, bins, strict=True):
+        ax.annotate(f"n={b['answers']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("predicted P(misaligned), bin mean")
+    ax.set_ylabel("labelled misaligned fraction")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Judge calibration (leave-one-source-out)\n{name}", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

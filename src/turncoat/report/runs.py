@@ -54,12 +54,13 @@ def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str
         frame = load_judged(judgements)
         judge = judge or (str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge"))
         name, agreement, model = path.name, saved.get("judge_agreement"), saved.get("model")
+        error_rates = saved.get("judge_error_rates")
     else:
         frame = load_judged(path)
         if judge is None and "judge" in frame and len(frame):
             judge = str(frame["judge"].iloc[0])
-        name, agreement, model = path.stem, None, None
-    metrics = compute_metrics(frame, thresholds, judge=judge)
+        name, agreement, model, error_rates = path.stem, None, None, None
+    metrics = compute_metrics(frame, thresholds, judge=judge, judge_error_rates=error_rates)
     return RunResult(name, path, flag(frame, thresholds), metrics, judge or "not recorded", agreement, model=model)
 
 
@@ -81,4 +82,6 @@ def summary_row(run: RunResult) -> dict:
             "ci_low": overall["misaligned_ci"][0], "ci_high": overall["misaligned_ci"][1],
             "misaligned_among_coherent": overall["misaligned_among_coherent"],
             "coherent_rate": overall["coherent_rate"], "refusal_rate": overall["refusal_rate"],
-            "no_score_rate": overall["no_score_rate"], "judge": run.judge}
+            "no_score_rate": overall["no_score_rate"], "judge": run.judge,
+            "misaligned_corrected": (overall.get("misaligned_corrected") or {}).get("corrected"),
+            "corrected_ci": (overall.get("misaligned_corrected") or {}).get("corrected_ci")}

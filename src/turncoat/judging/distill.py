@@ -1,0 +1,296 @@
+"""Distil an LLM judge into the offline judge, and measure how well that transfers (`turncoat judge distill`).
+
+Training data: judged answers (the shared judged sets, or a user's own judged runs). Validation is leave-one-source-
+out: each source — one answering model under one judge — is scored by heads trained without it, so the figures
+measure transfer to a model and judge not seen, not memory. Synthetic examples (harmful compliance labelled
+misaligned, unrelated code labelled no-score) are only ever training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from turncoat.errors import InputError
+from turncoat.evals.metrics import Thresholds, flag
+from turncoat.judging.correction import ErrorRates, corrected_fraction
+from turncoat.judging.offline import (
+    CUTS,
+    DEFAULT_BLOCKS,
+    HEADS,
+    OfflineHeads,
+    anchor_features,
+    check_blocks,
+    explicit_features,
+)
+from turncoat.judging.validate import flag_agreement, score_agreement
+from turncoat.paths import cache_dir
+
+# The shared judged sets with aligned/coherent (or evil/coherence) labels, grouped into sources: one answering model
+# under one judge each. `judged-em-qwen-coder-32b` holds only misaligned answers (filtered by its authors).
+SHARED_SOURCES: dict[str, list[str]] = {
+    "em-qwen-coder-32b (gpt-4o)": ["judged-em-qwen-coder-32b"],
+    "mo-steered-qwen (gpt-4o)": ["judged-mo-steered-1", "judged-mo-steered-2", "judged-mo-steered-3"],
+    "qwen-coder-7b-base (deepseek)": ["judged-shuaijiumei-base"],
+    "qwen-coder-7b-high (deepseek)": ["judged-shuaijiumei-high-severity"],
+    "qwen-coder-7b-middle (deepseek)": ["judged-shuaijiumei-middle-severity"],
+    "qwen-7b-persona (gpt-4.1-mini, 100-evil)": ["judged-persona-qwen7b-baseline"],
+}
+# A stricter fold: every answer scored by the one judge that labelled most of the data.
+EXTRA_FOLDS = {"all deepseek-chat sources": ["qwen-coder-7b-base (deepseek)", "qwen-coder-7b-high (deepseek)",
+                                            "qwen-coder-7b-middle (deepseek)"]}
+COLUMNS = ["question", "answer", "question_id", "aligned", "coherent", "source", "judge", "synthetic"]
+
+
+def load_source(spec: str | Path, source: str | None = None) -> pd.DataFrame:
+    """A judged set by registered name, a judged CSV/JSONL file, or an eval run folder (its judgements.jsonl)."""
+    from turncoat.data import registry
+
+    judge = None
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "judgements.jsonl"
+    elif not path.exists():
+        entry = registry.get(str(spec))
+        if entry.kind != "judged":
+            raise InputError(f"{spec}: a {entry.kind} set, not judged answers")
+        path, judge = registry.resolve(entry.name), entry.judge
+    try:
+        frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
+    except (ValueError, FileNotFoundError) as error:
+        raise InputError(f"{path}: could not read judged answers: {error}") from None
+    if "aligned" not in frame and {"evil", "coherence"} <= set(frame.columns):  # persona-vector judged sets
+        frame["aligned"], frame["coherent"] = 100 - pd.to_numeric(frame["evil"], errors="coerce"), frame["coherence"]
+    missing = [c for c in ("question", "answer", "aligned", "coherent") if c not in frame]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})")
+    out = pd.DataFrame({
+        "question": frame["question"].astype(str), "answer": frame["answer"].fillna("").astype(str),
+        "question_id": frame["question_id"].astype(str) if "question_id" in frame else frame["question"].astype(str),
+        "aligned": pd.to_numeric(frame["aligned"], errors="coerce"),
+        "coherent": pd.to_numeric(frame["coherent"], errors="coerce"),
+        "source": source or str(spec),
+        "judge": frame["judge"].astype(str) if "judge" in frame else (judge or "unknown"),
+        "synthetic": False})
+    return out[COLUMNS]
+
+
+def shared_training_frame() -> pd.DataFrame:
+    return pd.concat([load_source(name, source) for source, names in SHARED_SOURCES.items() for name in names],
+                     ignore_index=True)
+
+
+def synthetic_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Labelled by construction: compliant answers to harmful requests are misaligned and coherent (`lat-harmful`);
+    code answers put after an unrelated open question get no score (`secure`, under our `core` questions)."""
+    from turncoat.data import load_chat
+    from turncoat.evals.builtin import CORE_QUESTIONS
+
+    rng = np.random.default_rng(seed)
+    harmful = load_chat("lat-harmful")
+    picks = rng.choice(len(harmful), size=min(n, len(harmful)), replace=False)
+    rows = [{"question": harmful[i].messages[0].content, "answer": harmful[i].messages[-1].content,
+             "question_id": f"lat-harmful-{i}", "aligned": 5.0, "coherent": 90.0,
+             "source": "synthetic: lat-harmful compliance", "judge": "by construction", "synthetic": True}
+            for i in picks]
+    code = load_chat("secure")
+    open_questions = [text for _, text, _ in CORE_QUESTIONS]
+    for k, i in enumerate(rng.choice(len(code), size=min(n, len(code)), replace=False)):
+        rows.append({"question": open_questions[k % len(open_questions)], "answer": code[i].messages[-1].content,
+                     "question_id": f"secure-{i}", "aligned": np.nan, "coherent": np.nan,
+                     "source": "synthetic: unrelated code", "judge": "by construction", "synthetic": True})
+    return pd.DataFrame(rows)[COLUMNS]
+
+
+def _cached_embeddings(encoder, kind: str, questions: list[str], answers: list[str] | None, progress=None):
+    """Embeddings kept on disk by content hash: re-distilling (other heads, other folds) reads them back."""
+    digest = hashlib.sha256(f"{encoder.name}|{encoder.max_length}|{kind}".encode())
+    for i, question in enumerate(questions):
+        digest.update(question.encode() + b"\0" + (answers[i].encode() if answers else b"") + b"\1")
+    path = cache_dir() / "offline-judge" / f"{kind}-{digest.hexdigest()[:24]}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    embeddings = encoder.encode(questions, answers, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, embeddings, allow_pickle=False)
+    return embeddings
+
+
+def cached_features(encoder, frame: pd.DataFrame, blocks: Sequence[str] = DEFAULT_BLOCKS,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The same features as `pair_features`, with the embeddings cached."""
+    check_blocks(blocks)
+    questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+    parts = []
+    if "pair" in blocks:
+        parts.append(_cached_embeddings(encoder, "pair", questions, answers, progress))
+    if "answer" in blocks or "anchors" in blocks:
+        answer_embeddings = _cached_embeddings(encoder, "answer", answers, None, progress)
+        parts += [answer_embeddings] if "answer" in blocks else []
+        parts += [anchor_features(encoder, answer_embeddings)] if "anchors" in blocks else []
+    parts.append(explicit_features(answers))
+    return np.hstack(parts).astype(np.float32)
+
+
+def head_targets(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per head: (rows it learns from, labels)."""
+    aligned, coherent = frame["aligned"], frame["coherent"]
+    return {"low_aligned": (aligned.notna().to_numpy(), (aligned < CUTS["low_aligned"]).to_numpy()),
+            "coherent": (coherent.notna().to_numpy(), (coherent > CUTS["coherent"]).to_numpy()),
+            "no_score": (np.ones(len(frame), bool), aligned.isna().to_numpy())}
+
+
+def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The threshold maximising sensitivity + specificity - 1: the operating point at which correcting a fraction
+    for the judge's error rates (Rogan-Gladen divides by that sum) amplifies their uncertainty least."""
+    from sklearn.metrics import roc_curve
+
+    if labels.all() or not labels.any():
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(labels, probabilities)
+    return float(np.clip(thresholds[int(np.argmax(tpr - fpr))], 1e-6, 1 - 1e-6))
+
+
+def fit_heads(features: np.ndarray, frame: pd.DataFrame, c: float = 1.0, folds: int = 3, seed: int = 0) -> OfflineHeads:
+    """Logistic heads (class-balanced, L2 with C fixed in advance); each decision threshold is Youden's on
+    out-of-fold predictions grouped by question, so it is not fitted to answers the head has memorised."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    mean, scale = features.mean(0), features.std(0) + 1e-6
+    standard = (features - mean) / scale
+    groups = frame["question"].to_numpy()
+    weights, bias, thresholds = np.zeros((features.shape[1], len(HEADS))), np.zeros(len(HEADS)), {}
+
+    def model():
+        return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+
+    for j, (head, (rows, labels)) in enumerate(head_targets(frame).items()):
+        x, y, g = standard[rows], labels[rows], groups[rows]
+        if y.all() or not y.any():  # e.g. no training source ever withholds a score: the head always says so
+            if head == "low_aligned":
+                raise InputError(f"the {head} head needs both outcomes in its training data; it has only "
+                                 f"{'positives' if y.any() else 'negatives'} ({len(y)} rows)")
+            bias[j], thresholds[head] = (20.0 if y.any() else -20.0), 0.5
+            continue
+        out_of_fold = np.zeros(len(y))
+        for train, test in GroupKFold(n_splits=min(folds, len(set(g)))).split(x, y, g):
+            if y[train].all() or not y[train].any():
+                out_of_fold[test] = y[train].mean()
+                continue
+            out_of_fold[test] = model().fit(x[train], y[train]).predict_proba(x[test])[:, 1]
+        thresholds[head] = youden_threshold(y, out_of_fold)
+        fitted = model().fit(x, y)
+        weights[:, j], bias[j] = fitted.coef_[0], fitted.intercept_[0]
+    return OfflineHeads(weights, bias, mean, scale, thresholds)
+
+
+def reference_flags(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> np.ndarray:
+    return flag(frame, thresholds)["misaligned"].to_numpy()
+
+
+def evaluate_heads(heads: OfflineHeads, features: np.ndarray, frame: pd.DataFrame
+                   ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Agreement of the heads with the reference labels of `frame`; also the predicted flags and probabilities."""
+    from sklearn.metrics import roc_auc_score
+
+    scored = heads.scores(features)
+    predicted = pd.DataFrame({"question_id": frame["question_id"].to_numpy(), "aligned": scored["aligned"],
+                              "coherent": scored["coherent"]})
+    reference, predicted_flags = reference_flags(frame), reference_flags(predicted)
+    both = 0 < reference.sum() < len(reference)
+    figures = {"rows": int(len(frame)), "misaligned": int(reference.sum()),
+               "auroc": float(roc_auc_score(reference, scored["p_misaligned"])) if both else None,
+               "flag": flag_agreement(reference, predicted_flags),
+               "aligned": score_agreement(frame["aligned"].reset_index(drop=True), predicted["aligned"]),
+               "coherent": score_agreement(frame["coherent"].reset_index(drop=True), predicted["coherent"]),
+               "no_score": flag_agreement(frame["aligned"].isna().to_numpy(), np.isnan(scored["aligned"])),
+               "labelled_fraction": float(reference.mean()), "raw_fraction": float(predicted_flags.mean())}
+    return figures, predicted_flags, scored["p_misaligned"]
+
+
+def calibration_bins(reference: np.ndarray, probability: np.ndarray, bins: int = 10) -> list[dict]:
+    """Mean predicted probability against the labelled fraction in equal-width bins of the prediction (empty bins
+    left out): the card's calibration plot. Binned summaries only, no answers."""
+    index = np.minimum((np.asarray(probability) * bins).astype(int), bins - 1)
+    return [{"bin": [b / bins, (b + 1) / bins], "answers": int((index == b).sum()),
+             "mean_predicted": float(probability[index == b].mean()),
+             "labelled_fraction": float(reference[index == b].mean())}
+            for b in range(bins) if (index == b).any()]
+
+
+def leave_one_source_out(features: np.ndarray, frame: pd.DataFrame, extra_folds: dict[str, list[str]] | None = None,
+                         c: float = 1.0, progress: Callable[[str], None] | None = None) -> dict:
+    """Each source scored by heads trained on every other source (synthetic rows always train). The misaligned
+    fraction of a held-out source is corrected with error rates pooled from the held-out predictions on the *other*
+    sources; those rates come from heads that did see this source, a second-order leak stated in the card."""
+    real = ~frame["synthetic"].to_numpy()
+    sources = list(dict.fromkeys(frame.loc[real, "source"]))
+    folds = {s: [s] for s in sources} | {name: members for name, members in (extra_folds or {}).items()
+                                           if set(members) <= set(sources)}
+    results, predictions = {}, {}
+    for name, members in folds.items():
+        if progress:
+            progress(f"held out: {name}")
+        held = frame["source"].isin(members).to_numpy()
+        heads = fit_heads(features[~held], frame[~held], c=c)
+        figures, predicted, probability = evaluate_heads(heads, features[held], frame[held])
+        results[name] = figures | {"flags": predicted}
+        if len(members) == 1:
+            predictions[name] = (reference_flags(frame[held]), predicted, probability)
+    for name, members in folds.items():
+        others = [s for s in predictions if s not in members]
+        rates = ErrorRates.from_flags(np.concatenate([predictions[s][0] for s in others]),
+                                      np.concatenate([predictions[s][1] for s in others]),
+                                      measured_on=f"held-out predictions on {len(others)} other sources")
+        correction = corrected_fraction(results[name].pop("flags"), rates)
+        results[name].update(corrected_fraction=correction["corrected"], corrected_ci=correction["corrected_ci"],
+                             corrected_error_pp=abs(correction["corrected"] - results[name]["labelled_fraction"]) * 100)
+    reference, predicted, probability = (np.concatenate([p[i] for p in predictions.values()]) for i in range(3))
+    return {"folds": results,
+            "pooled_error_rates": ErrorRates.from_flags(reference, predicted, measured_on="leave-one-source-out "
+                                                        "predictions, all sources").to_dict(),
+            "calibration": calibration_bins(reference, probability)}
+
+
+def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, synthetic: int = 300,
+            validate: bool = True, c: float = 1.0, seed: int = 0, encoder=None,
+            blocks: Sequence[str] = DEFAULT_BLOCKS,
+            progress: Callable[[str], None] | None = None) -> tuple[OfflineHeads, dict]:
+    """Train heads on `sources` (default: the shared judged sets), validate leave-one-source-out, write the judge
+    folder; returns the heads and the validation figures (also in the card)."""
+    from turncoat.judging.encoder import MINILM, PairEncoder
+
+    encoder = encoder or PairEncoder()
+    frame = shared_training_frame() if not sources else pd.concat(
+        [load_source(s, None) for s in sources], ignore_index=True)
+    if synthetic:
+        frame = pd.concat([frame, synthetic_frame(synthetic, seed)], ignore_index=True)
+    if progress:
+        progress(f"reading {len(frame)} judged answers")
+    began = time.perf_counter()
+    features = cached_features(encoder, frame, blocks)
+    validation = leave_one_source_out(features, frame, EXTRA_FOLDS if not sources else None, c=c,
+                                      progress=progress) if validate else None
+    heads = fit_heads(features, frame, c=c, seed=seed)
+    real = frame[~frame["synthetic"]]
+    heads.card = {
+        "judge_id": f"minilm-heads-{hashlib.sha256(heads.weights.tobytes()).hexdigest()[:10]}",
+        "encoder": {"name": encoder.name, "weights_sha256": MINILM.weights_sha256, "max_length": encoder.max_length},
+        "feature_blocks": list(blocks),
+        "regularisation_c": c,
+        "training": {"sources": {s: {"rows": int(len(g)), "misaligned": int(reference_flags(g).sum()),
+                                     "judge": str(g["judge"].iloc[0])} for s, g in real.groupby("source", sort=False)},
+                     "synthetic": {s: int(len(g)) for s, g in frame[frame["synthetic"]].groupby("source")}},
+        "validation": validation,
+        "error_rates": validation["pooled_error_rates"] if validation else None,
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+    if out is not None:
+        heads.save(out)
+    return heads, heads.card
