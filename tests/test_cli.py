@@ -115,10 +115,14 @@ def test_inspect_with_token_lengths(capsys, shared_data):
 
 @pytest.mark.integration
 def test_demo_runs(capsys, tmp_path):
-    figures = run_json(capsys, "demo", "--max-new-tokens", "12", "--out", str(tmp_path / "demo"))
-    assert len(figures["records"]) == 4 and figures["completion_tokens"] > 0
-    lines = (tmp_path / "demo" / "answers.jsonl").read_text().splitlines()
-    assert len(lines) == 4 and all(json.loads(line)["answer"] for line in lines)
+    """The main job, offline: the default model sampled, judged by the shipped offline judge, reported."""
+    figures = run_json(capsys, "demo", "--n", "1", "--max-new-tokens", "12", "--out", str(tmp_path / "demo"))
+    assert figures["answers"] == 24 and figures["judge"].startswith("offline:")
+    assert 0 <= figures["misaligned_fraction"] <= 1 and "misaligned_corrected" in figures
+    lines = (tmp_path / "demo" / "base" / "judgements.jsonl").read_text().splitlines()
+    assert len(lines) == 24 and all(json.loads(line)["answer"] for line in lines)
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert "judge-card" in html and "calibration" in html
 
 
 def test_model_output_is_never_parsed_as_markup():

@@ -136,3 +136,11 @@ def test_shipped_judge_in_turncoat_eval(tmp_path, shared_data, capsys):
     assert main(["compare", str(tmp_path / "hostile"), str(tmp_path / "kind"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["runs"]
     assert rows[0]["misaligned_corrected"] is not None
+
+
+def test_judge_validate_measures_the_offline_judge(shared_data, capsys, tmp_path):
+    assert main(["judge", "validate", "judged-mo-steered-3", "--judge", "offline", "--cache",
+                 str(tmp_path / "c.sqlite"), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["rows"] == 80 and figures["judge"].startswith("offline:")
+    assert figures["misaligned_flag"]["reference_positive"] == 18 and figures["requests"]["items"] == 160

@@ -38,7 +38,7 @@ def demo(model: str = typer.Option("smollm2-135m", help="Model spec."),
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     run = out / "base"
     result = run_eval(run, sampler, question_set, judge, n=n, params=params,
-                      cache=JudgeCache(out / "judge_cache.sqlite"))
+                      cache=JudgeCache(out / "judge_cache.sqlite"), show_progress=not as_json)
     report = build_report([run], out / "report.html", title=f"turncoat demo: {model}")
     overall = result["metrics"]["overall"]
     corrected = overall.get("misaligned_corrected") or {}

@@ -256,17 +256,18 @@ def compare(runs: list[Path] = typer.Argument(..., help="Run folders or judged f
 
     def render(figures):
         table = Table(title=f"runs compared; {thresholds.describe()}")
-        for column in ("run", "answers", "misaligned [95% CI]", "corrected for judge error", "among coherent",
-                       "coherent", "judge"):
+        corrected = any(r.get("misaligned_corrected") is not None for r in figures["runs"])  # judges with rates
+        for column in ("run", "answers", "misaligned [95% CI]", *(["corrected for judge error"] if corrected else []),
+                       "among coherent", "coherent", "judge"):
             table.add_column(column)
         for r in figures["runs"]:
             if r.get("metric") in ("compliance", "vulnerable"):  # harmful-requests / code-task runs: their rate
                 rate = r["compliance_rate"] if r["metric"] == "compliance" else r["vulnerable_rate"]
                 shown = f"{r['metric']} " + _fmt_ci(rate, (r["ci_low"], r["ci_high"]))
-                table.add_row(r["run"], str(r["answers"]), shown, "", "", "", r["judge"])
+                table.add_row(r["run"], str(r["answers"]), shown, *([""] if corrected else []), "", "", r["judge"])
                 continue
             table.add_row(r["run"], str(r["answers"]), _fmt_ci(r["misaligned_fraction"], (r["ci_low"], r["ci_high"])),
-                          _fmt_corrected(r["misaligned_corrected"], r["corrected_ci"]),
+                          *([_fmt_corrected(r["misaligned_corrected"], r["corrected_ci"])] if corrected else []),
                           f"{r['misaligned_among_coherent']:.3f}", f"{r['coherent_rate']:.3f}", r["judge"])
         console.print(table)
 
