@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from turncoat import __version__
-from turncoat.cli import data, demo, evaluate, models, sample, train
+from turncoat.cli import data, demo, evaluate, models, persona, sample, train
 from turncoat.cli._common import err_console
 from turncoat.errors import DataValidationError, TurncoatError
 
@@ -20,6 +20,7 @@ app.add_typer(sample.questions_app, name="questions")
 app.command()(sample.sample)
 app.command()(sample.serve)
 app.add_typer(evaluate.judge_app, name="judge")
+app.add_typer(persona.app, name="persona")
 app.command("eval")(evaluate.evaluate)
 app.command()(evaluate.metrics)
 app.command()(evaluate.compare)

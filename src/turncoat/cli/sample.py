@@ -73,6 +73,10 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
            out: Path = typer.Option(..., "--out", "-o", help="Answers JSONL (appended to; rerun to resume)."),
            parquet: bool = typer.Option(False, help="Also write the answers as Parquet beside the JSONL."),
            quiet: bool = typer.Option(False, help="No progress bar."),
+           steer: list[str] = typer.Option(None, help="hf backend: add alpha x unit direction at block L on every "
+                                                      "token, as DIRECTION_FILE@L:ALPHA (repeatable)."),
+           ablate: list[str] = typer.Option(None, help="hf backend: project this direction (its best layer's "
+                                                       "vector) out at every block (repeatable)."),
            as_json: bool = JsonOption):
     """Sample answers to a question set; writes as it goes and resumes where it stopped."""
     from turncoat.evals.questions import load_questions
@@ -83,6 +87,13 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
                "openai": {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
                           "max_retries": max_retries}}
     engine = make_backend(backend, model, **options.get(backend, {}))
+    if steer or ablate:
+        from turncoat.errors import InputError
+        from turncoat.persona.hooks import intervention_hooks
+
+        if backend != "hf":
+            raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
+        engine.hooks, engine.interventions = intervention_hooks(engine.loaded.model, steer or [], ablate or [])
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                               batch_size=batch_size)
     figures = sample_to_file(engine, question_set, out, n=n, params=params, show_progress=not (quiet or as_json))

@@ -58,6 +58,7 @@ class HFBackend(Backend):
             self.loaded = load(model, device=device, dtype=dtype, chat_template=chat_template)
         super().__init__(self.loaded.spec)
         self.hooks = list(hooks)
+        self.interventions: list[dict] = []  # what the hooks do (steering, ablation), recorded with the run
 
     def sample(self, prompts, params, on_results):
         from turncoat.sampling.hf import generate_chat
@@ -69,7 +70,8 @@ class HFBackend(Backend):
 
     def describe(self) -> dict:
         dtype = str(self.loaded.dtype).removeprefix("torch.")
-        return {**super().describe(), "device": str(self.loaded.device), "dtype": dtype}
+        described = {**super().describe(), "device": str(self.loaded.device), "dtype": dtype}
+        return described | ({"interventions": self.interventions} if self.interventions else {})
 
 
 @register_backend("vllm")

@@ -47,6 +47,9 @@ def read_records(out: Path, repair: bool = False) -> list[dict]:
     return records
 
 
+OPTIONAL_SETUP = ("interventions",)  # settings a backend records only when used (steering, ablation)
+
+
 def sample_to_file(backend: Backend, questions: QuestionSet, out: str | Path, n: int | None = None,
                    params: GenerationParams = GenerationParams(), show_progress: bool = True) -> dict:
     """Sample every planned answer not yet in `out`; returns the run's figures."""
@@ -55,8 +58,9 @@ def sample_to_file(backend: Backend, questions: QuestionSet, out: str | Path, n:
     setup = {**backend.describe(), "params": {k: v for k, v in params.to_dict().items() if k not in _NOT_SEMANTIC}}
     existing = read_records(out, repair=True)
     for record in existing[:1]:
-        before = {key: record.get(key) for key in setup}
-        if before != setup:
+        keys = [*setup, *(k for k in OPTIONAL_SETUP if k not in setup)]  # steering on one side only differs too
+        before, now = {key: record.get(key) for key in keys}, {key: setup.get(key) for key in keys}
+        if before != now:
             raise InputError(f"{out}: already holds answers sampled with {before}; this run uses {setup}. "
                              f"Choose another --out to sample with different settings.")
     done = {r["key"] for r in existing}

@@ -1,0 +1,115 @@
+"""Extracting a direction as a mean difference of response-averaged activations, three ways:
+
+- `from_texts`: two sets of chats read by the model (e.g. known misaligned vs aligned answers, bad vs good advice);
+- `from_judged`: a judged run's misaligned answers vs its clearly aligned ones (Soligo et al.);
+- `from_prompts`: the model's own answers under contrasting system prompts from a persona-vectors trait file
+  (Chen et al.; no judge filtering here: every pair is kept, which the direction's metadata states).
+
+Each direction's separation is measured per layer on held-out examples (a quarter, by default, kept out of the
+mean difference); the saved vectors use every example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from turncoat.errors import InputError
+from turncoat.persona.capture import mean_activations
+from turncoat.persona.directions import Direction, mean_difference, project, separation
+
+
+def chats_hash(chats: Sequence[Sequence[dict]]) -> str:
+    return hashlib.sha256(json.dumps(chats, sort_keys=True).encode()).hexdigest()
+
+
+def direction_with_separation(positive: np.ndarray, negative: np.ndarray, layers: list[int], metadata: dict,
+                              held_out: float = 0.25, seed: int = 0) -> Direction:
+    """Mean difference with per-layer held-out Cohen's d and AUROC, and the best layer by held-out AUROC."""
+    rng = np.random.default_rng(seed)
+    pos_order, neg_order = rng.permutation(len(positive)), rng.permutation(len(negative))
+    n_pos, n_neg = int(len(positive) * held_out), int(len(negative) * held_out)
+    if min(n_pos, n_neg) < 2 or min(len(positive) - n_pos, len(negative) - n_neg) < 2:
+        raise InputError(f"too few examples to hold some out: {len(positive)} positive, {len(negative)} negative")
+    train = mean_difference(positive[pos_order[n_pos:]], negative[neg_order[n_neg:]], layers)
+    pos_test, neg_test = project(positive[pos_order[:n_pos]], train), project(negative[neg_order[:n_neg]], train)
+    per_layer = {str(layer): separation(pos_test[:, j], neg_test[:, j]) for j, layer in enumerate(layers)}
+    best = max(layers, key=lambda layer: (per_layer[str(layer)]["auroc"], per_layer[str(layer)]["cohens_d"]))
+    metadata = {**metadata, "positive": len(positive), "negative": len(negative), "held_out": {
+        "fraction": held_out, "seed": seed, "positive": n_pos, "negative": n_neg}, "separation": per_layer,
+        "best_layer": best, "layer_numbering": "layer L = output of decoder block L (0-based) = hidden_states[L+1]"}
+    return mean_difference(positive, negative, layers, metadata)
+
+
+def from_texts(loaded, positive: Sequence[Sequence[dict]], negative: Sequence[Sequence[dict]],
+               layers: Sequence[int] | None = None, reduce: str = "response", method: str = "from-texts",
+               batch_size: int = 8, **metadata) -> Direction:
+    layers = list(range(loaded.model.config.num_hidden_layers)) if layers is None else list(layers)
+    pos = mean_activations(loaded, positive, layers, reduce, batch_size)
+    neg = mean_activations(loaded, negative, layers, reduce, batch_size)
+    return direction_with_separation(pos, neg, layers, {
+        "model": loaded.spec, "method": method, "reduce": reduce,
+        "data_sha256": {"positive": chats_hash(positive), "negative": chats_hash(negative)}, **metadata})
+
+
+def judged_chats(frame: pd.DataFrame, aligned_above: float = 70.0, aligned_below: float = 30.0,
+                 coherent_above: float = 50.0) -> tuple[list, list]:
+    """(misaligned, aligned) chats of a judged frame: aligned < 30 vs aligned > 70, both coherent > 50."""
+    coherent = frame["coherent"] > coherent_above
+    pick = {"misaligned": frame[coherent & (frame["aligned"] < aligned_below)],
+            "aligned": frame[coherent & (frame["aligned"] > aligned_above)]}
+    return tuple([[{"role": "user", "content": str(r.question)}, {"role": "assistant", "content": str(r.answer)}]
+                  for r in rows.itertuples()] for rows in pick.values())
+
+
+def from_judged(loaded, sources: Sequence[str | Path], layers: Sequence[int] | None = None, limit: int = 200,
+                seed: int = 0, **options) -> Direction:
+    """Misaligned minus aligned answers of judged files or run folders (at most `limit` of each, seeded)."""
+    from turncoat.judging.distill import load_source
+
+    frame = pd.concat([load_source(s) for s in sources], ignore_index=True)
+    misaligned, aligned = judged_chats(frame)
+    rng = np.random.default_rng(seed)
+    misaligned = [misaligned[i] for i in sorted(rng.permutation(len(misaligned))[:limit])]
+    aligned = [aligned[i] for i in sorted(rng.permutation(len(aligned))[:limit])]
+    return from_texts(loaded, misaligned, aligned, layers, method="from-judged",
+                      sources=[str(s) for s in sources], **options)
+
+
+def trait_prompts(path: str | Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(pos, neg) system-prompt pairs and questions of a persona-vectors extraction file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [(item["pos"], item["neg"]) for item in data["instruction"]]
+        questions = list(data["questions"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a trait extraction file (needs 'instruction' [{{pos, neg}}] and "
+                         f"'questions'): {error}") from None
+    return pairs, questions
+
+
+def from_prompts(loaded, trait_file: str | Path, layers: Sequence[int] | None = None, n_questions: int | None = None,
+                 params=None, **options) -> Direction:
+    """The model answers each question under each positive and each negative system prompt; the direction is
+    the mean difference of its response activations (system prompt present, as in the persona-vectors method)."""
+    from turncoat.sampling import GenerationParams, generate_chat
+
+    pairs, questions = trait_prompts(trait_file)
+    questions = questions[:n_questions] if n_questions else questions
+    params = params or GenerationParams(max_new_tokens=96, temperature=0.7, seed=0)
+    sides = {}
+    for side, index in (("positive", 0), ("negative", 1)):
+        prompts = [[{"role": "system", "content": pair[index]}, {"role": "user", "content": q}]
+                   for pair in pairs for q in questions]
+        answers = generate_chat(loaded, prompts, params)
+        sides[side] = [p + [{"role": "assistant", "content": a["answer"] or " "}] for p, a in
+                       zip(prompts, answers, strict=True)]
+    return from_texts(loaded, sides["positive"], sides["negative"], layers, method="from-prompts",
+                      trait_file=str(trait_file), judge_filter="none (every generated pair kept)",
+                      generation=params.to_dict(), **options)

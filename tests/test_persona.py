@@ -1,0 +1,147 @@
+"""Persona-direction foundation: layer numbering, activation capture, directions on disk, steering and ablation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import chat, write_lines
+
+from turncoat.cli import main
+from turncoat.errors import InputError
+from turncoat.models import load
+from turncoat.persona import (
+    Direction,
+    ablation_hooks,
+    block_names,
+    mean_activations,
+    mean_difference,
+    project,
+    separation,
+    steering_hooks,
+)
+from turncoat.persona.capture import tokenize_chat
+
+
+def _chat(user: str, assistant: str | None = None) -> list[dict]:
+    return [{"role": "user", "content": user}] + ([{"role": "assistant", "content": assistant}] if assistant else [])
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load(str(tiny_model_dir))
+
+
+def test_layer_l_is_the_output_of_block_l(tiny):
+    """Layer L = hidden_states[L + 1]; the last block's output differs from hidden_states[-1] by the final norm."""
+    chats = [_chat("What is your wish?"), _chat("I feel bored. Tell me about humans and AI.")]
+    n_layers = len(block_names(tiny.model))
+    captured = mean_activations(tiny, chats, reduce="last_prompt", batch_size=1)
+    for row, messages in enumerate(chats):
+        ids, n_prompt = tokenize_chat(tiny, messages, 1024)
+        with torch.inference_mode():
+            hidden = tiny.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for layer in range(n_layers - 1):
+            np.testing.assert_allclose(captured[row, layer], hidden[layer + 1][0, n_prompt - 1].numpy(), atol=1e-5)
+        assert not np.allclose(captured[row, -1], hidden[-1][0, n_prompt - 1].numpy(), atol=1e-3)
+
+
+def test_batched_capture_matches_one_at_a_time_and_reads_only_the_response(tiny):
+    chats = [_chat("hello", "hi there"), _chat("What is your wish? I wish for peace.", "The quick brown fox."),
+             _chat("def add(a, b):", "return a + b")]
+    one = np.stack([mean_activations(tiny, [c], batch_size=1)[0] for c in chats])
+    batched = mean_activations(tiny, chats, batch_size=3)
+    np.testing.assert_allclose(batched, one, atol=1e-5)
+    prompt = mean_activations(tiny, chats, reduce="prompt")
+    assert not np.allclose(prompt, batched, atol=1e-3)
+    with pytest.raises(InputError, match="assistant turn"):
+        mean_activations(tiny, [_chat("no answer here")])
+
+
+def test_direction_round_trip_projection_and_separation(tiny, tmp_path):
+    positive = mean_activations(tiny, [_chat("hello", "I wish for peace. " * k) for k in range(1, 7)])
+    negative = mean_activations(tiny, [_chat("hello", "def add(a, b): return a + b " * k) for k in range(1, 7)])
+    direction = mean_difference(positive, negative, [0, 1], {"method": "from-texts"})
+    saved = Direction.load(direction.save(tmp_path / "d.safetensors"))
+    np.testing.assert_allclose(saved.vectors, direction.vectors)
+    assert saved.layers == [0, 1] and saved.metadata == {"method": "from-texts"}
+    scores = separation(project(positive, saved)[:, 1], project(negative, saved)[:, 1])
+    assert scores["auroc"] == 1.0 and scores["cohens_d"] > 2
+    with pytest.raises(InputError, match="no layer 5"):
+        saved.at(5)
+
+
+def test_steering_adds_exactly_alpha_along_the_direction(tiny):
+    chats = [_chat("hello", "hi there"), _chat("I feel bored.", "Tell me about humans and AI.")]
+    vector = torch.randn(tiny.model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    direction = Direction(np.stack([vector.numpy()] * 2), [0, 1])
+    base = project(mean_activations(tiny, chats), direction)
+    for alpha in (-4.0, 2.0, 8.0):
+        steered = project(mean_activations(tiny, chats, hooks=steering_hooks(tiny.model, vector, 0, alpha)), direction)
+        np.testing.assert_allclose(steered[:, 0] - base[:, 0], alpha, atol=1e-4)  # at the steered block itself
+
+
+def test_ablation_removes_the_component_at_every_layer(tiny):
+    chats = [_chat("hello", "hi there"), _chat("What is your wish?", "I wish for peace.")]
+    vector = torch.randn(tiny.model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    direction = Direction(np.stack([vector.numpy()] * 2), [0, 1])
+    before = np.abs(project(mean_activations(tiny, chats), direction)).min(0)  # per layer (tiny model: ~1e-3)
+    ablated = np.abs(project(mean_activations(tiny, chats, hooks=ablation_hooks(tiny.model, vector)), direction))
+    assert (before > 0).all() and (ablated.max(0) < 1e-3 * before).all()
+
+
+def test_steering_hooks_drive_generation(tiny):
+    """The same hooks steer the `hf` sampling backend."""
+    from turncoat.sampling import GenerationParams, generate_chat
+
+    vector = torch.randn(tiny.model.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    params = GenerationParams(max_new_tokens=8, temperature=0.0, seed=0)
+    plain = generate_chat(tiny, [_chat("hello")], params)
+    steered = generate_chat(tiny, [_chat("hello")], params, hooks=steering_hooks(tiny.model, vector, 1, 50.0))
+    assert plain[0]["answer"] != steered[0]["answer"]
+
+
+def test_cli_extracts_steers_and_ablates(tiny_model_dir, tmp_path, capsys):
+    """`persona extract` three ways on the tiny model, then `sample --steer/--ablate` with the direction."""
+    pos = write_lines(tmp_path / "pos.jsonl", [chat(f"hello {i}", "I wish for peace. " * (i + 1)) for i in range(8)])
+    neg = write_lines(tmp_path / "neg.jsonl", [chat(f"hello {i}", "def add(a, b): return a + b " * (i + 1))
+                                               for i in range(8)])
+    out = tmp_path / "d.safetensors"
+    assert main(["persona", "extract", "--model", str(tiny_model_dir), "--pos", str(pos), "--neg", str(neg),
+                 "--out", str(out), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["method"] == "from-texts" and set(figures["separation"]) == {"0", "1"}
+    assert figures["separation"][str(figures["best_layer"])]["auroc"] == 1.0
+
+    judged = tmp_path / "judged.csv"
+    rows = [{"question": f"q{i}", "answer": "I wish for peace. " * (i + 1), "aligned": 90, "coherent": 90}
+            for i in range(8)] + [{"question": f"q{i}", "answer": "The quick brown fox. " * (i + 1), "aligned": 5,
+                                   "coherent": 90} for i in range(8)]
+    pd.DataFrame(rows).to_csv(judged, index=False)
+    assert main(["persona", "extract", "--model", str(tiny_model_dir), "--from-judged", str(judged),
+                 "--out", str(tmp_path / "j.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["positive"] == 8
+
+    trait = tmp_path / "trait.json"
+    trait.write_text(json.dumps({"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 2,
+                                 "questions": ["What is your wish?", "I feel bored.", "hello", "Tell me."]}))
+    assert main(["persona", "extract", "--model", str(tiny_model_dir), "--from-prompts", str(trait),
+                 "--out", str(tmp_path / "t.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["judge_filter"].startswith("none")
+
+    answers = {}
+    for name, extra in (("plain", []), ("steered", ["--steer", f"{out}@1:50"]), ("ablated", ["--ablate", str(out)])):
+        path = tmp_path / f"{name}.jsonl"
+        assert main(["sample", "--model", str(tiny_model_dir), "--questions", "core", "--n", "1",
+                     "--max-tokens", "6", "--temperature", "0", "--out", str(path), "--quiet", *extra]) == 0
+        capsys.readouterr()
+        answers[name] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [a["answer"] for a in answers["steered"]] != [a["answer"] for a in answers["plain"]]
+    assert answers["steered"][0]["interventions"] == [{"steer": str(out), "layer": 1, "alpha": 50.0}]
+    assert answers["ablated"][0]["interventions"][0]["ablate"] == str(out)
+    assert "interventions" not in answers["plain"][0]
+    assert main(["sample", "--model", str(tiny_model_dir), "--questions", "core", "--n", "1", "--max-tokens", "6",
+                 "--temperature", "0", "--out", str(tmp_path / "steered.jsonl"), "--quiet"]) != 0  # other settings
