@@ -24,9 +24,7 @@ from turncoat.judging.offline import (
     DEFAULT_BLOCKS,
     HEADS,
     OfflineHeads,
-    anchor_features,
-    check_blocks,
-    explicit_features,
+    pair_features,
 )
 from turncoat.judging.validate import flag_agreement, score_agreement
 from turncoat.paths import cache_dir
@@ -124,17 +122,8 @@ def _cached_embeddings(encoder, kind: str, questions: list[str], answers: list[s
 def cached_features(encoder, frame: pd.DataFrame, blocks: Sequence[str] = DEFAULT_BLOCKS,
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
     """The same features as `pair_features`, with the embeddings cached."""
-    check_blocks(blocks)
-    questions, answers = frame["question"].tolist(), frame["answer"].tolist()
-    parts = []
-    if "pair" in blocks:
-        parts.append(_cached_embeddings(encoder, "pair", questions, answers, progress))
-    if "answer" in blocks or "anchors" in blocks:
-        answer_embeddings = _cached_embeddings(encoder, "answer", answers, None, progress)
-        parts += [answer_embeddings] if "answer" in blocks else []
-        parts += [anchor_features(encoder, answer_embeddings)] if "anchors" in blocks else []
-    parts.append(explicit_features(answers))
-    return np.hstack(parts).astype(np.float32)
+    return pair_features(encoder, frame["question"].tolist(), frame["answer"].tolist(), blocks, embed=lambda kind,
+                         first, second: _cached_embeddings(encoder, kind, first, second, progress))
 
 
 def head_targets(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -156,7 +145,7 @@ def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.clip(thresholds[int(np.argmax(tpr - fpr))], 1e-6, 1 - 1e-6))
 
 
-def fit_heads(features: np.ndarray, frame: pd.DataFrame, c: float = 1.0, folds: int = 3, seed: int = 0) -> OfflineHeads:
+def fit_heads(features: np.ndarray, frame: pd.DataFrame, c: float = 1.0, folds: int = 3) -> OfflineHeads:
     """Logistic heads (class-balanced, L2 with C fixed in advance); each decision threshold is Youden's on
     out-of-fold predictions grouped by question, so it is not fitted to answers the head has memorised."""
     from sklearn.linear_model import LogisticRegression
@@ -277,7 +266,7 @@ def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, s
     features = cached_features(encoder, frame, blocks)
     validation = leave_one_source_out(features, frame, EXTRA_FOLDS if not sources else None, c=c,
                                       progress=progress) if validate else None
-    heads = fit_heads(features, frame, c=c, seed=seed)
+    heads = fit_heads(features, frame, c=c)
     real = frame[~frame["synthetic"]]
     heads.card = {
         "judge_id": f"minilm-heads-{hashlib.sha256(heads.weights.tobytes()).hexdigest()[:10]}",

@@ -105,20 +105,19 @@ def check_blocks(blocks: Sequence[str]) -> None:
 
 
 def pair_features(encoder, questions: Sequence[str], answers: Sequence[str], blocks: Sequence[str] = DEFAULT_BLOCKS,
-                  progress=None) -> np.ndarray:
+                  progress=None, embed=None) -> np.ndarray:
     """What the heads read: the blocks named (embedding of the pair, of the answer alone, anchor similarities),
-    then the explicit features."""
+    then the explicit features. `embed(kind, first, second)` replaces the encoder call (distillation caches it)."""
     check_blocks(blocks)
     questions, answers = [str(q) for q in questions], [str(a) for a in answers]
+    embed = embed or (lambda kind, first, second: encoder.encode(first, second, progress=progress))
     parts = []
     if "pair" in blocks:
-        parts.append(encoder.encode(questions, answers, progress=progress))
+        parts.append(embed("pair", questions, answers))
     if "answer" in blocks or "anchors" in blocks:
-        answer_embeddings = encoder.encode(answers)
-        if "answer" in blocks:
-            parts.append(answer_embeddings)
-        if "anchors" in blocks:
-            parts.append(anchor_features(encoder, answer_embeddings))
+        answer_embeddings = embed("answer", answers, None)
+        parts += [answer_embeddings] if "answer" in blocks else []
+        parts += [anchor_features(encoder, answer_embeddings)] if "anchors" in blocks else []
     parts.append(explicit_features(answers))
     return np.hstack(parts).astype(np.float32)
 
