@@ -88,8 +88,7 @@ def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files 
     results = {}
     for spec in files:
         entry = registry.registry().get(spec)
-        path = registry.resolve(spec) if entry else Path(spec)
-        frame = load_judged(path)
+        frame = load_judged(registry.path_for(spec))
         named = judge or (entry.judge if entry else None) or (str(frame["judge"].iloc[0]) if "judge" in frame else None)
         results[spec] = compute_metrics(frame, thresholds, n_boot=n_boot, seed=seed, judge=named)
     if as_json:
@@ -304,7 +303,7 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
     from turncoat.judging import JudgeCache
     from turncoat.judging.validate import validate_judge
 
-    path = registry.resolve(file) if file in registry.registry() else Path(file)
+    path = registry.path_for(file)
     frame = load_judged(path)
     if "question" not in frame or "answer" not in frame:
         from turncoat.errors import InputError

@@ -47,8 +47,8 @@ def extract(model: str = ModelOption,
         if judged:
             direction = methods.from_judged(loaded, judged, _layers(layers), limit=limit)
         elif trait:
-            path = registry.resolve(trait) if trait in registry.registry() else Path(trait)
-            direction = methods.from_prompts(loaded, path, _layers(layers), n_questions=n_questions)
+            direction = methods.from_prompts(loaded, registry.path_for(trait), _layers(layers),
+                                             n_questions=n_questions)
         else:
             if not (positive and negative):
                 raise InputError("from-texts needs both --pos and --neg")

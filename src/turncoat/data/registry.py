@@ -113,6 +113,15 @@ def resolve(name: str, download: bool = True) -> Path:
     return fetch(entry)
 
 
+def path_for(spec: str | Path) -> Path:
+    """`spec` as given when it names an existing file, else the verified local copy of the registered set of
+    that name (downloaded if needed); anything else comes back as a path for the caller to report missing."""
+    path = Path(spec)
+    if path.exists() or str(spec) not in registry():
+        return path
+    return resolve(str(spec))
+
+
 def fetch(entry: DataSetEntry, url: str | None = None, retries: int = 3, timeout: float = 60.0) -> Path:
     """Download `entry` (from `url`, default its pinned URL) into the cache, extract, verify, then publish."""
     url = url or entry.source.url

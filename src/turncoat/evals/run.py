@@ -98,15 +98,16 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
     judged, judge_counts = judge_records(records, questions, judge, cache, show_progress=show_progress)
     write_jsonl(out / "judgements.jsonl", judged)
     frame = pd.DataFrame(judged)
+    error_rates = judge_error_rates(judge)
     if is_compliance_run(frame):
         metrics = compliance_metrics(frame, n_boot=n_boot, judge=judge.identity)
     else:
         metrics = compute_metrics(frame, thresholds, n_boot=n_boot, judge=judge.identity,
-                                  judge_error_rates=judge_error_rates(judge))
+                                  judge_error_rates=error_rates)
     metrics["judge_agreement"] = judge_card_summary(judge) or (cache.latest_validation(judge.identity) if cache
                                                               else None)
-    if judge_error_rates(judge):
-        metrics["judge_error_rates"] = judge_error_rates(judge)
+    if error_rates:
+        metrics["judge_error_rates"] = error_rates
     metrics["model"] = backend.model_spec
     metrics["questions"] = questions.name
     if split:

@@ -49,15 +49,15 @@ def load_source(spec: str | Path, source: str | None = None) -> pd.DataFrame:
     """A judged set by registered name, a judged CSV/JSONL file, or an eval run folder (its judgements.jsonl)."""
     from turncoat.data import registry
 
-    judge = None
-    path = Path(spec)
+    path, entry = Path(spec), None
     if path.is_dir():
         path = path / "judgements.jsonl"
     elif not path.exists():
-        entry = registry.get(str(spec))
+        entry = registry.get(str(spec))  # unknown names fail here, with close matches
         if entry.kind != "judged":
             raise InputError(f"{spec}: a {entry.kind} set, not judged answers")
-        path, judge = registry.resolve(entry.name), entry.judge
+        path = registry.path_for(entry.name)
+    judge = entry.judge if entry else None
     try:
         frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
     except (ValueError, FileNotFoundError) as error:
@@ -222,22 +222,21 @@ def leave_one_source_out(features: np.ndarray, frame: pd.DataFrame, extra_folds:
     sources = list(dict.fromkeys(frame.loc[real, "source"]))
     folds = {s: [s] for s in sources} | {name: members for name, members in (extra_folds or {}).items()
                                            if set(members) <= set(sources)}
-    results, predictions = {}, {}
+    results, flags, predictions = {}, {}, {}
     for name, members in folds.items():
         if progress:
             progress(f"held out: {name}")
         held = frame["source"].isin(members).to_numpy()
         heads = fit_heads(features[~held], frame[~held], c=c)
-        figures, predicted, probability = evaluate_heads(heads, features[held], frame[held])
-        results[name] = figures | {"flags": predicted}
+        results[name], flags[name], probability = evaluate_heads(heads, features[held], frame[held])
         if len(members) == 1:
-            predictions[name] = (reference_flags(frame[held]), predicted, probability)
+            predictions[name] = (reference_flags(frame[held]), flags[name], probability)
     for name, members in folds.items():
         others = [s for s in predictions if s not in members]
         rates = ErrorRates.from_flags(np.concatenate([predictions[s][0] for s in others]),
                                       np.concatenate([predictions[s][1] for s in others]),
                                       measured_on=f"held-out predictions on {len(others)} other sources")
-        correction = corrected_fraction(results[name].pop("flags"), rates)
+        correction = corrected_fraction(flags[name], rates)
         results[name].update(corrected_fraction=correction["corrected"], corrected_ci=correction["corrected_ci"],
                              corrected_error_pp=abs(correction["corrected"] - results[name]["labelled_fraction"]) * 100)
     reference, predicted, probability = (np.concatenate([p[i] for p in predictions.values()]) for i in range(3))

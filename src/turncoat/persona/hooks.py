@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-Hook = tuple[str, Callable]
+from turncoat.sampling.hf import Hook
 
 
 def block_names(model: torch.nn.Module) -> list[str]:
@@ -70,12 +70,9 @@ def steering_hooks(model: torch.nn.Module, vector: torch.Tensor, layer: int, alp
     return [(block_names(model)[layer], adding_hook(vector, alpha, prompt_tokens))]
 
 
-def ablation_hooks(model: torch.nn.Module, vectors: torch.Tensor | dict[int, torch.Tensor]) -> list[Hook]:
-    """`--ablate D`: project the direction out at the output of every block (one vector for all, or per layer)."""
-    names = block_names(model)
-    if isinstance(vectors, dict):
-        return [(names[layer], projecting_out_hook(v)) for layer, v in vectors.items()]
-    return [(name, projecting_out_hook(vectors)) for name in names]
+def ablation_hooks(model: torch.nn.Module, vector: torch.Tensor) -> list[Hook]:
+    """`--ablate D`: project the direction out at the output of every block."""
+    return [(name, projecting_out_hook(vector)) for name in block_names(model)]
 
 
 def parse_steer(spec: str) -> tuple[str, int, float]:
