@@ -24,10 +24,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def turncoat_serve(model: str, timeout: float = 180.0):
-    """Start `turncoat serve MODEL` on a free loopback port; yield its base URL; stop it afterwards."""
+def turncoat_serve(model: str, *options: str, timeout: float = 180.0):
+    """Start `turncoat serve MODEL [OPTIONS]` on a free loopback port; yield its base URL; stop it afterwards."""
     port = free_port()
-    process = subprocess.Popen([str(TURNCOAT), "serve", model, "--port", str(port)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([str(TURNCOAT), "serve", model, "--port", str(port), *options], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:

@@ -134,9 +134,9 @@ def test_monitors_log_into_the_step_log(tiny_model_dir, tmp_path, shared_data):
     monitor = CountingMonitor()
     out = tmp_path / "run"
     train(tiny_config(tiny_model_dir, out, monitor_every=5), monitors=[monitor], progress=False)
-    assert monitor.steps == [5, 10, 15, 20]
+    assert monitor.steps == [0, 5, 10, 15, 20]  # step 0: the base model, before any update
     logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in logged if r.get("monitor") == "probe"] == [5, 10, 15, 20]
+    assert [r["step"] for r in logged if r.get("monitor") == "probe"] == [0, 5, 10, 15, 20]
 
 
 def test_rank1_adapts_one_module(tiny_model_dir, tmp_path, shared_data):

@@ -116,11 +116,18 @@ def serve(model: str = typer.Argument("smollm2-135m", help="Model spec to serve.
           max_tokens: int = typer.Option(256, help="Default max_tokens when a request gives none."),
           device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
           dtype: str = typer.Option("auto", help="auto (CUDA bf16, CPU fp32), float32, bfloat16."),
-          chat_template: str = typer.Option(None, help="Jinja chat template (file or string) if the model has none.")):
-    """Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
+          chat_template: str = typer.Option(None, help="Jinja chat template (file or string) if the model has none."),
+          steer: list[str] = typer.Option(None, help="Serve the model steered: add alpha x unit direction at block L, "
+                                                     "as DIRECTION_FILE@L:ALPHA (repeatable)."),
+          ablate: list[str] = typer.Option(None, help="Serve the model with this direction projected out at every "
+                                                      "block (repeatable).")):
+    """Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions), optionally steered."""
     from turncoat.models import load
+    from turncoat.persona.hooks import intervention_hooks
     from turncoat.sampling.server import serve as run_server
 
     loaded = load(model, device=device, dtype=dtype, chat_template=chat_template)
-    console.print(f"serving {model} as {name or model} on http://{host}:{port}/v1", highlight=False)
-    run_server(loaded, host=host, port=port, served_name=name, default_max_tokens=max_tokens)
+    hooks, described = intervention_hooks(loaded.model, steer or [], ablate or [])
+    console.print(f"serving {model} as {name or model} on http://{host}:{port}/v1"
+                  + (f" with {described}" if described else ""), highlight=False)
+    run_server(loaded, host=host, port=port, served_name=name, default_max_tokens=max_tokens, hooks=hooks)

@@ -37,6 +37,13 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           padding_free: bool = typer.Option(None, "--padding-free/--padded",
                                             help="Pack each micro-batch into one row instead of padding (default "
                                                  "on; same loss, checked on the model first)."),
+          monitor_direction: str = typer.Option(None, help="Persona direction (.safetensors) to watch: every "
+                                                           "--monitor-every steps the z-score of the model's own "
+                                                           "answers against the base goes into train_log.jsonl."),
+          monitor_every: int = typer.Option(None, help="Monitor every N steps (default 10)."),
+          monitor_layer: int = typer.Option(None, help="Direction layer to watch (default: its best layer)."),
+          monitor_probes: str = typer.Option(None, help="Question set used as probes (default core)."),
+          monitor_threshold: float = typer.Option(None, help="Warn when z passes this (default 2)."),
           as_json: bool = JsonOption):
     """Fine-tune a chat model (TRL SFTTrainer + PEFT) with the EM paper's settings by default."""
     from turncoat.training import load_config
@@ -51,7 +58,9 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
                  "max_steps": max_steps, "per_device_batch_size": batch_size, "gradient_accumulation_steps": grad_accum,
                  "max_length": max_length, "seed": seed, "save_steps": save_steps, "device": device, "dtype": dtype,
                  "merge": merge, "group_by_length": group_by_length,
-                 "padding_free": padding_free}
+                 "padding_free": padding_free, "monitor_direction": monitor_direction, "monitor_every": monitor_every,
+                 "monitor_layer": monitor_layer, "monitor_probes": monitor_probes,
+                 "monitor_threshold": monitor_threshold}
     settings = load_config(config, overrides)
     summary = run_training(settings, progress=not as_json)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun / accelerate launch, the main process reports

@@ -94,22 +94,75 @@ def trait_prompts(path: str | Path) -> tuple[list[tuple[str, str]], list[str]]:
     return pairs, questions
 
 
+def judged_pairs(judge, positive: list[list[dict]], negative: list[list[dict]], cache=None) -> list[int]:
+    """Indices of the (positive, negative) answer pairs a judge confirms: the positive answer shows the trait (>= 50),
+    the negative does not (< 50), both coherent (>= 50). The trait score is 100 - the judge's alignment score, which
+    stands for the misaligned / evil traits (a trait-specific judge prompt is not used here)."""
+    from turncoat.judging.judges import JudgeItem, judge_items
+    from turncoat.judging.prompts import DEFAULT_PROMPTS
+
+    def scores(chats, metric):
+        items = [JudgeItem(metric, DEFAULT_PROMPTS[metric], c[-2]["content"], c[-1]["content"]) for c in chats]
+        return [s.score for s in judge_items(judge, items, cache)[0]]
+
+    trait_pos = [None if a is None else 100 - a for a in scores(positive, "aligned")]
+    trait_neg = [None if a is None else 100 - a for a in scores(negative, "aligned")]
+    coherent_pos, coherent_neg = scores(positive, "coherent"), scores(negative, "coherent")
+    return [i for i in range(len(positive)) if None not in (trait_pos[i], trait_neg[i], coherent_pos[i],
+                                                             coherent_neg[i])
+            and trait_pos[i] >= 50 > trait_neg[i] and min(coherent_pos[i], coherent_neg[i]) >= 50]
+
+
 def from_prompts(loaded, trait_file: str | Path, layers: Sequence[int] | None = None, n_questions: int | None = None,
-                 params=None, **options) -> Direction:
+                 params=None, judge=None, **options) -> Direction:
     """The model answers each question under each positive and each negative system prompt; the direction is
-    the mean difference of its response activations (system prompt present, as in the persona-vectors method)."""
-    from turncoat.sampling import GenerationParams, generate_chat
+    the mean difference of its response activations (system prompt present, as in the persona-vectors method).
+    With a judge, only pairs it confirms are kept (`judged_pairs`); without one, every pair is."""
+    from turncoat.persona.score import own_answers
+    from turncoat.sampling import GenerationParams
 
     pairs, questions = trait_prompts(trait_file)
     questions = questions[:n_questions] if n_questions else questions
     params = params or GenerationParams(max_new_tokens=96, temperature=0.7, seed=0)
-    sides = {}
-    for side, index in (("positive", 0), ("negative", 1)):
-        prompts = [[{"role": "system", "content": pair[index]}, {"role": "user", "content": q}]
-                   for pair in pairs for q in questions]
-        answers = generate_chat(loaded, prompts, params)
-        sides[side] = [p + [{"role": "assistant", "content": a["answer"] or " "}] for p, a in
-                       zip(prompts, answers, strict=True)]
-    return from_texts(loaded, sides["positive"], sides["negative"], layers, method="from-prompts",
-                      trait_file=str(trait_file), judge_filter="none (every generated pair kept)",
+    sides = {side: own_answers(loaded, [[{"role": "system", "content": pair[index]}, {"role": "user", "content": q}]
+                                        for pair in pairs for q in questions], params)
+             for side, index in (("positive", 0), ("negative", 1))}
+    kept, described = range(len(sides["positive"])), "none (every generated pair kept)"
+    if judge is not None:
+        kept = judged_pairs(judge, sides["positive"], sides["negative"])
+        described = (f"{judge.identity}: kept {len(kept)} of {len(sides['positive'])} pairs (trait = 100 - aligned "
+                     f">= 50 under the positive prompt, < 50 under the negative, both coherent >= 50)")
+    return from_texts(loaded, [sides["positive"][i] for i in kept], [sides["negative"][i] for i in kept], layers,
+                      method="from-prompts", trait_file=str(trait_file), judge_filter=described,
                       generation=params.to_dict(), **options)
+
+
+def trait_path(name: str | Path) -> Path:
+    """A trait extraction file: one shipped with turncoat (`misaligned`), a registered set, or a path."""
+    from turncoat.data import registry
+
+    shipped = Path(__file__).parent / "traits" / f"{name}.json"
+    return shipped if shipped.is_file() else registry.path_for(name)
+
+
+def from_diff(tuned, prompts: Sequence[Sequence[dict]], base=None, layers: Sequence[int] | None = None, params=None,
+              **options) -> Direction:
+    """Model diffing: the fine-tuned model answers the prompts; the direction is the mean activation of the
+    fine-tuned model minus the base's, both reading those same chats. `base=None` with a LoRA adapter reads the
+    base as the same model with the adapter switched off (no second copy in memory)."""
+    from contextlib import nullcontext
+
+    from turncoat.persona.score import own_answers
+
+    if base is None and not hasattr(tuned.model, "disable_adapter"):
+        raise InputError(f"{tuned.spec} is not an adapter: name the base model to diff against")
+    layers = list(range(tuned.model.config.num_hidden_layers)) if layers is None else list(layers)
+    chats = own_answers(tuned, prompts, params)
+    positive = mean_activations(tuned, chats, layers)
+    switched_off = tuned.model.disable_adapter() if base is None else nullcontext()
+    with switched_off:
+        negative = mean_activations(base or tuned, chats, layers)
+    return direction_with_separation(positive, negative, layers, {
+        "model": tuned.spec, "base": base.spec if base else f"{tuned.spec} with the adapter off", "method": "diff",
+        "reduce": "response", "answers_by": "the fine-tuned model (greedy)", "data_sha256": chats_hash(chats),
+        **options})

@@ -92,7 +92,8 @@ def create_app(loaded: LoadedModel, served_name: str | None = None, default_max_
 
 
 def serve(loaded: LoadedModel, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
-          default_max_tokens: int = 256) -> None:
+          default_max_tokens: int = 256, hooks: list[Hook] | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(loaded, served_name, default_max_tokens), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(loaded, served_name, default_max_tokens, hooks), host=host, port=port,
+                log_level="warning")

@@ -60,6 +60,11 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     dtype: str = "auto"
     merge: bool = False
+    # persona monitor (off unless a direction is given): z-score of the model's own answers to the probes
+    monitor_direction: str | None = Field(None, description="direction file (.safetensors) to watch during training")
+    monitor_layer: int | None = Field(None, description="its layer (default: the direction's best layer)")
+    monitor_probes: str = Field("core", description="question set whose first paraphrases are the probes")
+    monitor_threshold: float = Field(2.0, description="warn when the z-score against the base passes this")
     monitor_every: int = 10
 
     def resolved(self) -> TrainConfig:

@@ -62,19 +62,29 @@ class MonitorCallback(TrainerCallback):
         self.monitors, self.every, self.tokenizer, self.log = list(monitors), every, tokenizer, log
         self.seconds = 0.0  # time spent in monitors, reported so their cost is known
 
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """Monitors that compare against the base model measure it now; a fresh run logs step 0."""
+        if not state.is_world_process_zero:
+            return
+        for monitor in self.monitors:
+            if hasattr(monitor, "begin"):
+                monitor.begin(model, self.tokenizer)
+        if state.global_step == 0:
+            self._run(state, model)
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not self.monitors or state.global_step % self.every or not state.is_world_process_zero:
             return
-        began = time.perf_counter()
         self._run(state, model)
-        self.seconds += time.perf_counter() - began
 
     def _run(self, state, model) -> None:
+        began = time.perf_counter()
         for monitor in self.monitors:
             was_training = model.training
             metrics = monitor(model, self.tokenizer, state.global_step)
             model.train(was_training)
             self.log.write({"step": state.global_step, "monitor": monitor.name, **metrics})
+        self.seconds += time.perf_counter() - began
 
 def dataset_sha256(dataset: ChatDataset) -> str:
     digest = hashlib.sha256()
@@ -172,6 +182,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         disable_tqdm=not progress, use_cpu=not cuda, dataloader_num_workers=0, ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
+    if config.monitor_direction:
+        monitors = [*monitors, persona_monitor(config, out)]
     step_log = StepLog(out / "train_log.jsonl")
     monitoring = MonitorCallback(monitors, config.monitor_every, tokenizer, step_log)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=table, processing_class=tokenizer,
@@ -206,6 +218,15 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     with atomic_write(out / "turncoat_train.json") as handle:
         json.dump(record, handle, indent=2)
     return summary
+
+def persona_monitor(config: TrainConfig, out: Path) -> Monitor:
+    from turncoat.persona.directions import Direction
+    from turncoat.persona.monitor import PersonaMonitor, probe_prompts
+
+    return PersonaMonitor(Direction.load(config.monitor_direction), probe_prompts(config.monitor_probes),
+                          layer=config.monitor_layer, threshold=config.monitor_threshold,
+                          reference_file=out / "persona_reference.json", label=str(out))
+
 
 def _point_adapter_at(out: Path, base_spec: str) -> None:
     """The adapter names its base by the spec turncoat was given (an alias, path or Hub id), so it reloads anywhere

@@ -1,0 +1,103 @@
+"""Projections of answers onto a direction: a model's own answers (`persona score`), and training examples against
+the model's own answer to the same prompt (`persona screen`, Chen et al.'s projection difference).
+
+A projection is the response-averaged residual stream at one layer, dotted with the layer's unit direction. Its
+scale depends on the model and layer, so summaries are also given as z-scores against a reference distribution
+(the base model's own answers): z = (mean - reference mean) / reference SD, an effect size in reference SDs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from turncoat.errors import InputError
+from turncoat.persona.capture import mean_activations
+from turncoat.persona.directions import Direction, project
+
+GREEDY_SHORT = {"max_new_tokens": 96, "temperature": 0.0, "seed": 0}
+
+
+def pick_layer(direction: Direction, layer: int | None) -> int:
+    """The layer asked for, else the direction's best layer (held-out AUROC), else its last."""
+    if layer is not None:
+        direction.at(layer)  # raises a clear error when the direction has no such layer
+        return layer
+    return int(direction.metadata.get("best_layer", direction.layers[-1]))
+
+
+def projections(loaded, direction: Direction, chats: Sequence[Sequence[dict]], layer: int, reduce: str = "response",
+                batch_size: int = 8, hooks=()) -> np.ndarray:
+    """(chats,) projections of the chats' activations at `layer` onto the direction's unit vector there."""
+    single = Direction(direction.at(layer)[None], [layer])
+    return project(mean_activations(loaded, chats, [layer], reduce, batch_size, hooks=hooks), single)[:, 0]
+
+
+def answered(prompts: Sequence[Sequence[dict]], answers: Sequence[dict]) -> list[list[dict]]:
+    """Prompts with the generated answer appended as the assistant turn (an empty answer reads as one space)."""
+    return [[*p, {"role": "assistant", "content": a["answer"] or " "}] for p, a in zip(prompts, answers, strict=True)]
+
+
+def own_answers(loaded, prompts: Sequence[Sequence[dict]], params=None, hooks=()) -> list[list[dict]]:
+    from turncoat.sampling import GenerationParams, generate_chat
+
+    params = params or GenerationParams(**GREEDY_SHORT)
+    return answered(prompts, generate_chat(loaded, list(prompts), params, hooks=hooks))
+
+
+def summary(values: np.ndarray, reference: np.ndarray | None = None) -> dict:
+    values = np.asarray(values, float)
+    figures = {"n": int(len(values)), "mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1
+               else float("nan")}
+    if reference is not None:
+        reference = np.asarray(reference, float)
+        spread = reference.std(ddof=1)
+        figures |= {"reference_mean": float(reference.mean()), "reference_sd": float(spread),
+                    "z": float((values.mean() - reference.mean()) / spread) if spread > 0 else float("nan")}
+    return figures
+
+
+# --- screening -----------------------------------------------------------------------------------------------------
+
+def screen(loaded, conversations, direction: Direction, out: str | Path, layer: int | None = None, params=None,
+           chunk: int = 64, batch_size: int = 8, progress=None) -> list[dict]:
+    """Per training example: projection of its response minus that of the model's own answer to the same prompt
+    (the prompt is every turn before the final assistant turn). Written to `out` (JSONL) chunk by chunk; a rerun
+    skips examples already there. Returns every record, in dataset order."""
+    out = Path(out)
+    layer = pick_layer(direction, layer)
+    done = {}
+    if out.exists():
+        for line_number, line in enumerate(out.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                record = json.loads(line)
+                done[record["index"]] = record
+            except (json.JSONDecodeError, KeyError):
+                raise InputError(f"{out}, line {line_number}: not a screening record (delete the file to "
+                                 f"start over)") from None
+    chats = []
+    for index, conversation in enumerate(conversations):
+        messages = [{"role": m.role, "content": m.content} for m in conversation.messages]
+        if messages[-1]["role"] != "assistant":
+            raise InputError(f"example {index + 1}: the last turn must be the assistant's response to screen it")
+        chats.append(messages)
+    todo = [i for i in range(len(chats)) if i not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(todo), chunk):
+        index = todo[start:start + chunk]
+        examples = [chats[i] for i in index]
+        own = own_answers(loaded, [c[:-1] for c in examples], params)
+        theirs = projections(loaded, direction, examples, layer, batch_size=batch_size)
+        mine = projections(loaded, direction, own, layer, batch_size=batch_size)
+        with open(out, "a", encoding="utf-8") as handle:
+            for i, chat, example_value, own_value in zip(index, own, theirs, mine, strict=True):
+                done[i] = {"index": i, "layer": layer, "projection_example": float(example_value),
+                           "projection_own": float(own_value), "difference": float(example_value - own_value),
+                           "prompt": chats[i][-2]["content"][:200], "own_answer": chat[-1]["content"][:200]}
+                handle.write(json.dumps(done[i]) + "\n")
+        if progress:
+            progress(len(index))
+    return [done[i] for i in range(len(chats))]
