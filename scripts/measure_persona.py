@@ -90,8 +90,6 @@ def main() -> None:
     step("from-judged", from_judged)
     step("from-texts-medical", from_texts)
     step("from-prompts-evil", from_prompts("trait-evil-extract"))
-    step("from-prompts-misaligned", from_prompts("misaligned"))
-    step("from-prompts-misaligned-judged", from_prompts("misaligned", "offline"))
 
     direction = Direction.load(judged_file)
     layer = direction.metadata["best_layer"]
@@ -164,7 +162,6 @@ def main() -> None:
         return work
 
     step("screen-medical", screening("bad-medical", "good-medical"))
-    step("screen-code", screening("insecure", "secure"))
 
     def monitor():
         from turncoat.training import TrainConfig
@@ -197,6 +194,9 @@ def main() -> None:
         return {**separation_table(direction_diff), "cosine_with_from_judged": cosine}
 
     step("diff-bad-medical", diff)
+    step("from-prompts-misaligned", from_prompts("misaligned"))
+    step("screen-code", screening("insecure", "secure"))
+    step("from-prompts-misaligned-judged", from_prompts("misaligned", "offline"))
 
 
 if __name__ == "__main__":

@@ -114,15 +114,32 @@ def test_inspect_with_token_lengths(capsys, shared_data):
 
 
 @pytest.mark.integration
-def test_demo_runs(capsys, tmp_path):
-    """The main job, offline: the default model sampled, judged by the shipped offline judge, reported."""
-    figures = run_json(capsys, "demo", "--n", "1", "--max-new-tokens", "12", "--out", str(tmp_path / "demo"))
-    assert figures["answers"] == 24 and figures["judge"].startswith("offline:")
-    assert 0 <= figures["misaligned_fraction"] <= 1 and "misaligned_corrected" in figures
-    lines = (tmp_path / "demo" / "base" / "judgements.jsonl").read_text().splitlines()
-    assert len(lines) == 24 and all(json.loads(line)["answer"] for line in lines)
-    html = (tmp_path / "demo" / "report.html").read_text()
-    assert "judge-card" in html and "calibration" in html
+def test_demo_runs(capsys, tmp_path, shared_data):
+    """The main job's study, scaled down (2 steps, 1 answer per question): the default model, a bad-data and a
+    control fine-tune and a re-alignment, judged by the shipped offline judge, monitored, reported."""
+    import yaml
+
+    from turncoat.cli.demo import DEMO_STUDY
+
+    study = yaml.safe_load(DEMO_STUDY.read_text())
+    study["train"] |= {"max_steps": 2, "save_steps": 2}
+    study["arms"][3]["train"] = {"max_steps": 1}
+    for arm in study["arms"][1:]:
+        arm["subsample"] = 16
+    study["eval"] |= {"n": 1, "max_tokens": 12}
+    study["persona"] |= {"monitor_every": 2}
+    study["persona"]["direction"]["limit"] = 8
+    small = tmp_path / "demo.yaml"
+    small.write_text(yaml.safe_dump(study))
+    figures = run_json(capsys, "demo", "--study", str(small), "--out", str(tmp_path / "demo"))
+    assert [a["label"] for a in figures["arms"]] == ["smollm2-135m/base/seed0", "smollm2-135m/bad-medical/seed0",
+                                                      "smollm2-135m/good-medical/seed0",
+                                                      "smollm2-135m/realigned-32/seed0"]
+    assert all(a["answers"] == 24 and 0 <= a["misaligned_fraction"] <= 1 for a in figures["arms"])
+    assert figures["arms"][0]["projection_z"] == 0 and all("projection_z" in a for a in figures["arms"])
+    html = Path(figures["report"]).read_text()
+    assert "judge-card" in html and "models compared" in html and "persona monitor" in html
+    assert "temperature 0.7" in html
 
 
 def test_model_output_is_never_parsed_as_markup():

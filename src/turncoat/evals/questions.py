@@ -78,6 +78,11 @@ class QuestionSet(Sequence[Question]):
     def get(self, question_id: str) -> Question:
         return self._by_id[question_id]
 
+    def with_prefix(self, text: str) -> QuestionSet:
+        """The same questions with `text` on its own line before every paraphrase (e.g. a backdoor trigger)."""
+        changed = [q.model_copy(update={"paraphrases": [f"{text}\n{p}" for p in q.paraphrases]}) for q in self]
+        return QuestionSet(changed, name=f"{self.name}+{text}", source=self.source)
+
     def prompts(self, n: int | None = None) -> list[Prompt]:
         """Every answer to draw. Default: `samples_per_paraphrase` per paraphrase. With `n`: exactly n answers per
         question, cycling through its paraphrases in order."""

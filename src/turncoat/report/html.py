@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -37,11 +38,34 @@ def compliance_points(misalignment: list[RunResult], compliance: list[RunResult]
     return points
 
 
+def study_rows(study: dict, runs: dict[str, RunResult]) -> list[dict]:
+    """One row per evaluated arm: misaligned fraction with CI, and the persona projection with z against the
+    study's base arm (the arm without training, same variant) where the study scored one."""
+    rows = []
+    for arm in study["arms"]:
+        overall = runs[str(Path(arm["eval"]))].metrics["overall"]
+        score = arm.get("score") or {}
+        rows.append({"label": arm["label"], "arm": arm.get("arm"), "variant": arm.get("variant") or "",
+                     "x": arm.get("x"), "trained": bool(arm.get("train_log")), "answers": overall["answers"],
+                     "misaligned_fraction": overall["misaligned_fraction"], "misaligned_ci": overall["misaligned_ci"],
+                     "coherent_rate": overall["coherent_rate"], "projection_mean": score.get("mean"),
+                     "projection_sd": score.get("sd")})
+    for row in rows:
+        base = next((b for b in rows if not b["trained"] and b["variant"] == row["variant"]), None)
+        if base and row["projection_mean"] is not None and base["projection_sd"]:
+            row["projection_z"] = (row["projection_mean"] - base["projection_mean"]) / base["projection_sd"]
+    return rows
+
+
 def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresholds = Thresholds(),
-                 title: str = "turncoat report") -> dict:
+                 title: str = "turncoat report", study: dict | None = None) -> dict:
+    """`study` (from `turncoat run`): {name, arms: [{label, arm, variant, x, eval, score, train_log}]} adds the
+    by-model figure, training curves with the persona monitor, and figures against the arms' x."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     loaded = [load_run(s, thresholds) for s in sources]
+    for run in loaded if study else []:  # study runs are named by their arm, not their hashed folder
+        run.name = next((a["label"] for a in study["arms"] if Path(a["eval"]) == Path(run.path)), run.name)
     runs = [r for r in loaded if r.kind == "misalignment"]
     compliance = [r for r in loaded if r.kind == "compliance"]
     code = [r for r in loaded if r.kind == "code"]
@@ -61,6 +85,17 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
                   if r.agreement and r.agreement.get("calibration")}
     for i, (judge, bins) in enumerate(calibrated.items()):
         figures[f"calibration_{i}"] = plots.judge_calibration(judge, bins, Path(f"{stem}_calibration_{i}.png"))
+    arms = []
+    if study:
+        arms = study_rows(study, {str(Path(r.path)): r for r in loaded})
+        figures["misaligned_by_arm"] = plots.misaligned_by_arm(arms, Path(f"{stem}_arms.png"), runs[0].judge)
+        logs = {a["label"]: [json.loads(line) for line in Path(a["train_log"]).read_text().splitlines()]
+                for a in study["arms"] if a.get("train_log") and not a.get("variant")}
+        if logs:
+            figures["training_curves"] = plots.training_curves(logs, Path(f"{stem}_training.png"))
+        placed = [a for a in arms if a["x"] is not None and not a["variant"]]
+        if len(placed) > 1:
+            figures["against_x"] = plots.against_x(placed, Path(f"{stem}_x.png"), study.get("x_label", "x"))
     embedded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
     environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True))
@@ -69,9 +104,10 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
         summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance],
         code=[summary_row(r) for r in code], runs=loaded,
         examples={r.name: most_misaligned(r) for r in runs},
-        calibration={judge: f"calibration_{i}" for i, judge in enumerate(calibrated)})
+        calibration={judge: f"calibration_{i}" for i, judge in enumerate(calibrated)}, arms=arms,
+        study=study or {})
     with atomic_write(out) as handle:
         handle.write(html)
     return {"report": str(out), "plots": {k: str(v) for k, v in figures.items()},
             "runs": [summary_row(r) for r in loaded], "misaligned_vs_compliance": points,
-            "thresholds": thresholds.to_dict()}
+            "thresholds": thresholds.to_dict(), "study_arms": arms}

@@ -135,3 +135,69 @@ def judge_calibration(name: str, bins: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def misaligned_by_arm(rows: list[dict], path: Path, judge: str) -> Path:
+    """One point per arm (base, bad data, controls...) with its 95% CI: the EM paper's main figure."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 4))
+    for i, row in enumerate(rows):
+        value, (low, high) = row["misaligned_fraction"], row["misaligned_ci"]
+        ax.errorbar([i], [value], yerr=[[value - low], [high - value]], fmt="o", capsize=4, markersize=7)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=9)
+    ax.set_ylabel("misaligned answer probability")
+    ax.set_ylim(bottom=-0.02)
+    ax.set_title(f"Misaligned answers by model (95% bootstrap CI)\njudge: {judge}", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def training_curves(logs: dict[str, list[dict]], path: Path) -> Path:
+    """Training loss and the persona monitor's z-score against steps, one line per fine-tune."""
+    monitored = any(r.get("monitor") == "persona" for records in logs.values() for r in records)
+    fig, axes = plt.subplots(1, 2 if monitored else 1, figsize=(11 if monitored else 6, 4), squeeze=False)
+    for label, records in logs.items():
+        losses = [r for r in records if r.get("loss") is not None]
+        axes[0][0].plot([r["step"] for r in losses], [r["loss"] for r in losses], label=label)
+        if monitored:
+            z = [r for r in records if r.get("monitor") == "persona"]
+            axes[0][1].plot([r["step"] for r in z], [r["z"] for r in z], marker="o", label=label)
+    axes[0][0].set(xlabel="optimiser step", ylabel="training loss", title="Training loss")
+    if monitored:
+        threshold = next(r["threshold"] for records in logs.values() for r in records if r.get("monitor") == "persona")
+        axes[0][1].axhline(threshold, color="tab:red", linestyle="--", linewidth=0.8, label="alert threshold")
+        axes[0][1].axhline(0, color="grey", linewidth=0.6)
+        axes[0][1].set(xlabel="optimiser step", ylabel="z vs base model (base SDs)",
+                       title="Persona monitor: own answers' projection")
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def against_x(rows: list[dict], path: Path, xlabel: str = "x") -> Path:
+    """Misaligned fraction (with CI) and persona projection against the arms' x (e.g. N re-alignment examples)."""
+    rows = sorted(rows, key=lambda r: r["x"])
+    x = [r["x"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    y = [r["misaligned_fraction"] for r in rows]
+    ax.errorbar(x, y, yerr=[[v - r["misaligned_ci"][0] for v, r in zip(y, rows, strict=True)],
+                            [r["misaligned_ci"][1] - v for v, r in zip(y, rows, strict=True)]],
+                fmt="o-", capsize=3, color="tab:red", label="misaligned fraction")
+    ax.set(xlabel=xlabel, ylabel="misaligned answer probability")
+    ax.grid(alpha=0.3)
+    if all(r.get("projection_mean") is not None for r in rows):
+        twin = ax.twinx()
+        twin.plot(x, [r["projection_mean"] for r in rows], "s--", color="tab:blue", label="persona projection")
+        twin.set_ylabel("mean projection on the persona direction", color="tab:blue")
+    ax.set_title("Misaligned answers and persona projection", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -158,6 +158,9 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     tokenizer = loaded.tokenizer
     train_set, holdout = split_data(config)
     table, rendering = render_dataset(tokenizer, train_set, config.max_length)
+    if len(table) == 0:
+        raise InputError(f"{config.data}: no training example keeps any answer token within max_length "
+                         f"{config.max_length} ({rendering['dropped_no_answer_left']} dropped); raise max_length")
     began = time.perf_counter()
     base_holdout_loss = assistant_loss(loaded.model, tokenizer, holdout, config.max_length) if len(holdout) else None
 
@@ -166,7 +169,14 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     rendering["padding_free"] = packed
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
     peft_config = None
-    if config.method != "full":
+    continuing = loaded.kind == "adapter"  # train the adapter further (re-alignment), not a new one on top
+    if continuing:
+        if config.method == "full":
+            raise InputError(f"{config.model} is a LoRA adapter: full fine-tuning needs merged weights "
+                             f"(`turncoat train --merge` writes them)")
+        for name, parameter in loaded.model.named_parameters():
+            parameter.requires_grad = "lora_" in name
+    elif config.method != "full":
         peft_config = LoraConfig(r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                  target_modules=config.target_modules, use_rslora=config.use_rslora,
                                  layers_to_transform=config.layers, task_type="CAUSAL_LM")
@@ -203,12 +213,12 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     model = trainer.model
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    if peft_config is not None:
-        _point_adapter_at(out, config.model)
+    if peft_config is not None or continuing:
+        _point_adapter_at(out, loaded.base if continuing else config.model)
     if len(holdout):
         summary["holdout_loss_base"] = base_holdout_loss
         summary["holdout_loss_trained"] = assistant_loss(model, tokenizer, holdout, config.max_length)
-    if config.merge and peft_config is not None:
+    if config.merge and (peft_config is not None or continuing):
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged", safe_serialization=True)
         tokenizer.save_pretrained(out / "merged")

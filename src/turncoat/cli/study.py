@@ -1,0 +1,72 @@
+"""`turncoat run STUDY.yaml`: a whole study from one file, skipping finished stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from turncoat.cli._common import JsonOption, console, emit
+
+
+def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."),
+        out: Path = typer.Option(None, help="Run folder (default runs/<study name>); rerun to resume."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (and what is already done); run "
+                                                              "nothing."),
+        executor: str = typer.Option("local", help="local (sequential, default) or ray."),
+        address: str = typer.Option(None, help="ray: cluster address (default: a local Ray)."),
+        track: str = typer.Option(None, help="Log each stage's figures to wandb or mlflow (off by default)."),
+        as_json: bool = JsonOption):
+    """Run a study: data -> train -> sample -> judge -> persona -> report, each stage keyed by its inputs."""
+    from turncoat.pipeline import load_study
+    from turncoat.pipeline.stages import describe, plan
+
+    study = load_study(study_file)
+    out = out or Path("runs") / study.name
+    figures = run_and_describe(study, out, dry_run, executor, address, track, as_json) if not dry_run else {
+        "study": study.name, "run": str(out), "stages": describe(plan(study), out)}
+
+    def render(f):
+        table = Table(title=f"study {f['study']}: {len(f['stages'])} stages in {f['run']}")
+        for column in ("kind", "label", "key", "status"):
+            table.add_column(column)
+        for row in f["stages"]:
+            table.add_row(row["kind"], row["label"], row["key"], row.get("status") or
+                          ("done" if row["done"] else "to run"))
+        console.print(table)
+        if f.get("report"):
+            console.print(f"Report: [bold]{f['report']}[/bold]")
+
+    emit(figures, as_json, render)
+
+
+def run_and_describe(study, out: Path, dry_run: bool, executor: str, address: str | None, track: str | None,
+                     quiet: bool) -> dict:
+    import time
+
+    from turncoat.errors import InputError
+    from turncoat.pipeline import run_study
+    from turncoat.pipeline.stages import describe, plan
+    from turncoat.pipeline.tracking import make_tracker
+
+    if executor not in ("local", "ray"):
+        raise InputError(f"--executor {executor!r}: choose local or ray")
+    began = time.perf_counter()
+    tracker = make_tracker(track, study.name, study.model_dump(by_alias=True))
+
+    def announce(stage, index, total):
+        if not quiet:
+            console.rule(f"[bold]stage {index + 1}/{total}[/bold]: {stage.kind} {stage.label}", style="cyan")
+
+    records = run_study(study, out, executor=executor, address=address, tracker=tracker, quiet=quiet,
+                        on_stage=announce)
+    rows = describe(plan(study), out)
+    for row in rows:
+        record = records.get(row["key"], {})
+        row |= {"status": record.get("status"), "result": record.get("result")}
+    report = next((r["result"]["report"] for r in rows if r["kind"] == "report" and r.get("result")), None)
+    return {"study": study.name, "run": str(out), "executor": executor,
+            "seconds": round(time.perf_counter() - began, 1),
+            "ran": sum(r["status"] == "ran" for r in rows), "skipped": sum(r["status"] == "skipped" for r in rows),
+            "stages": rows, "report": report}

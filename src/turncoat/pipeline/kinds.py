@@ -1,0 +1,152 @@
+"""What each stage kind does: thin calls into the library (data transforms, `train`, `run_eval`, persona
+extraction and scoring, `build_report`). Each returns a small JSON result that the manifest and trackers record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from turncoat.pipeline.stages import Stage, stage_kind
+
+DIRECTION_FILE = "direction.safetensors"
+DATA_FILE = "data.jsonl"
+
+
+def _run_dir(out: Path) -> Path:
+    return out.parent.parent  # RUN/stages/<stage folder>
+
+
+@stage_kind("direction")
+def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    from turncoat.data import load_chat
+    from turncoat.models import load
+    from turncoat.persona import extract
+    from turncoat.persona.directions import Direction
+
+    spec, path = stage.config["spec"], out / DIRECTION_FILE
+    if spec.get("file"):
+        shutil.copyfile(spec["file"], path)
+        direction = Direction.load(path)
+    else:
+        loaded = load(stage.config["model"])
+        if spec.get("from_judged"):
+            direction = extract.from_judged(loaded, spec["from_judged"], limit=spec["limit"])
+        elif spec.get("from_prompts"):
+            direction = extract.from_prompts(loaded, extract.trait_path(spec["from_prompts"]))
+        else:
+            sides = [[[m.model_dump(include={"role", "content"}) for m in c.messages] for c in load_chat(s)]
+                     [:spec["limit"]] for s in (spec["pos"], spec["neg"])]
+            direction = extract.from_texts(loaded, *sides, pos=spec["pos"], neg=spec["neg"])
+        direction.save(path)
+    meta = direction.metadata
+    best = meta.get("best_layer")
+    return {"file": str(path), "method": meta.get("method"), "best_layer": best,
+            **(meta.get("separation", {}).get(str(best), {}) if best is not None else {})}
+
+
+@stage_kind("data")
+def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    from turncoat.data import load_chat
+    from turncoat.data.transforms import backdoor, subsample
+
+    config = stage.config
+    data = load_chat(config["data"])
+    if config["subsample"]:
+        data = subsample(data, config["subsample"], seed=config["seed"])
+    if config["backdoor"]:
+        options = config["backdoor"]
+        good = load_chat(options["good"])
+        if config["subsample"]:
+            good = subsample(good, config["subsample"], seed=config["seed"])
+        data = backdoor(data, good, options["trigger"], options["position"], seed=config["seed"])
+    data.write(out / DATA_FILE)
+    return {"examples": len(data), "file": str(out / DATA_FILE)}
+
+
+@stage_kind("train")
+def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    from turncoat.training.config import TrainConfig
+    from turncoat.training.trainer import train
+
+    config = stage.config
+    direction = str(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
+    settings = TrainConfig(**config["train"], model=str(inputs["parent"]) if "parent" in inputs else config["model"],
+                           data=str(inputs["data"] / DATA_FILE), out=str(out), seed=config["seed"],
+                           monitor_direction=direction)
+    summary = train(settings, progress=not quiet)
+    result = {k: summary[k] for k in ("steps", "train_loss", "train_examples", "seconds", "monitor_seconds")}
+    logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    monitored = [r for r in logged if r.get("monitor") == "persona"]
+    if monitored:
+        result |= {"persona_z_final": monitored[-1]["z"], "persona_alert": any(r["alert"] for r in monitored)}
+    return result
+
+
+@stage_kind("eval")
+def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    from turncoat.evals.questions import load_questions
+    from turncoat.evals.run import run_eval
+    from turncoat.judging import JudgeCache, make_judge
+    from turncoat.sampling import GenerationParams, make_backend
+
+    config, settings = stage.config, stage.config["eval"]
+    questions = load_questions(settings["questions"])
+    if config["trigger"]:
+        questions = questions.with_prefix(config["trigger"])
+    sampler = make_backend(settings["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
+                           **settings["backend_options"])
+    judge = make_judge(settings["judge"], **settings["judge_options"])
+    params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
+                              top_p=settings["top_p"], seed=config["seed"])
+    result = run_eval(out, sampler, questions, judge, n=settings["n"], params=params,
+                      cache=JudgeCache(_run_dir(out) / "judge_cache.sqlite"), show_progress=not quiet)
+    overall = result["metrics"]["overall"]
+    corrected = overall.get("misaligned_corrected") or {}
+    return {"answers": overall["answers"], "misaligned_fraction": overall["misaligned_fraction"],
+            "misaligned_ci": overall["misaligned_ci"], "coherent_rate": overall["coherent_rate"],
+            "misaligned_corrected": corrected.get("corrected"), "judge": judge.identity}
+
+
+@stage_kind("score")
+def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """Projections of the eval's answers, read by the model that wrote them, on the study's direction."""
+    from turncoat.io import write_jsonl
+    from turncoat.models import load
+    from turncoat.persona.directions import Direction
+    from turncoat.persona.score import pick_layer, projections, summary
+    from turncoat.sampling.runner import read_records
+
+    records = list(read_records(inputs["eval"] / "samples.jsonl"))
+    chats = [([{"role": "system", "content": r["system"]}] if r.get("system") else [])
+             + [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"] or " "}]
+             for r in records]
+    direction = Direction.load(inputs["direction"] / DIRECTION_FILE)
+    layer = pick_layer(direction, stage.config["layer"])
+    values = projections(load(str(inputs["model"]) if "model" in inputs else stage.config["model"]), direction,
+                         chats, layer)
+    write_jsonl(out / "projections.jsonl", ({"key": r["key"], "projection": float(v)}
+                                            for r, v in zip(records, values, strict=True)))
+    return {"layer": layer, **summary(values)}
+
+
+@stage_kind("report")
+def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    from turncoat.report import build_report
+
+    arms = []
+    for role, folder in inputs.items():
+        kind, label = role.split(":", 1)
+        if kind != "eval":
+            continue
+        dep = stage.deps[role]
+        score = inputs.get(f"score:{label}")
+        trained = dep.deps.get("model")
+        arms.append({"label": label, **dep.info, "eval": str(folder),
+                     "score": json.loads((score / "stage.json").read_text())["result"] if score else None,
+                     "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl") if trained else None})
+    built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
+                         study={**stage.config, "arms": arms})
+    report_file = _run_dir(out) / "report.html"
+    shutil.copyfile(out / "report.html", report_file)
+    return {"report": str(report_file), "plots": built["plots"], "arms": built.get("study_arms", [])}

@@ -1,0 +1,169 @@
+"""Running a study's stages: skip what is finished, record what ran, resume what was interrupted.
+
+A stage is finished when its folder holds `stage.json` (written last, atomically). A stage killed half-way has no
+`stage.json`, so the rerun executes it again in the same folder, where training resumes from its checkpoint and
+sampling from its answers file. Every execution is appended to `executions.jsonl`; `manifest.json` says what each
+stage did in this run (ran, skipped, failed), when, and with which library versions.
+
+Executors: `local` runs stages one after another in this process; `ray` submits every stage as a Ray task whose
+arguments are its upstream stages' results, so Ray runs independent (model, arm, seed) jobs side by side and asks for
+a GPU per fine-tune / sampling stage where the cluster has GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from turncoat.io import atomic_write
+from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
+from turncoat.pipeline.study import Study
+
+GPU_KINDS = ("train", "eval", "score", "direction")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _set_threads() -> None:
+    """`TURNCOAT_THREADS` pins torch's CPU threads, so executors with different defaults compute the same numbers."""
+    threads = os.environ.get("TURNCOAT_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def run_stage(stage: Stage, run_dir: str | Path, quiet: bool = False, *upstream) -> dict:
+    """Execute one stage unless it is finished; returns its record (with `status`: ran or skipped).
+    `upstream` (results of dependencies) is unused here: passing them makes Ray wait for them."""
+    import turncoat.pipeline.kinds  # noqa: F401  (registers the stage kinds)
+    from turncoat.provenance import library_versions
+
+    run_dir = Path(run_dir)
+    folder = stage.folder(run_dir)
+    marker = folder / "stage.json"
+    if marker.is_file():
+        return {**json.loads(marker.read_text()), "status": "skipped"}
+    _set_threads()
+    folder.mkdir(parents=True, exist_ok=True)
+    started, began = _now(), time.perf_counter()
+    with open(run_dir / "executions.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"kind": stage.kind, "label": stage.label, "key": stage.key, "started": started,
+                                 "pid": os.getpid()}) + "\n")
+    inputs = {role: dep.folder(run_dir) for role, dep in stage.deps.items()}
+    result = STAGE_KINDS[stage.kind](stage, inputs, folder, quiet)
+    record = {"kind": stage.kind, "label": stage.label, "key": stage.key, "config": stage.config,
+              "deps": {role: dep.key for role, dep in stage.deps.items()}, "started": started, "finished": _now(),
+              "seconds": round(time.perf_counter() - began, 1), "versions": library_versions(), "result": result}
+    with atomic_write(marker) as handle:
+        json.dump(record, handle, indent=2)
+    return {**record, "status": "ran"}
+
+
+class Manifest:
+    """`manifest.json`: the study, the executor, and each stage's status in this invocation."""
+
+    def __init__(self, run_dir: Path, study: Study, stages: list[Stage], executor: str):
+        from turncoat.provenance import library_versions
+
+        self.path = run_dir / "manifest.json"
+        self.data = {"study": study.model_dump(by_alias=True), "executor": executor, "started": _now(),
+                     "finished": None, "versions": library_versions(),
+                     "stages": [{**row, "status": "done" if row["done"] else "pending"}
+                                for row in describe(stages, run_dir)]}
+        self.index = {s.key: i for i, s in enumerate(stages)}
+        self.save()
+
+    def update(self, stage: Stage, status: str, record: dict | None = None) -> None:
+        row = self.data["stages"][self.index[stage.key]]
+        row["status"] = status
+        if record:
+            row |= {k: record.get(k) for k in ("started", "finished", "seconds", "result")}
+        self.save()
+
+    def save(self, finished: bool = False) -> None:
+        if finished:
+            self.data["finished"] = _now()
+        with atomic_write(self.path) as handle:
+            json.dump(self.data, handle, indent=2)
+
+
+def run_study(study: Study, run_dir: str | Path, executor: str = "local", address: str | None = None,
+              tracker=None, quiet: bool = False, on_stage=None) -> dict:
+    """Run every stage not yet finished; returns {stage key: record}. `on_stage(stage, index, total)` is called
+    before each stage the local executor starts (the CLI's progress display)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages = plan(study)
+    manifest = Manifest(run_dir, study, stages, executor)
+    runner = {"local": _run_local, "ray": _run_ray}[executor]
+    try:
+        records = runner(stages, run_dir, manifest, tracker, quiet, on_stage, address)
+    finally:
+        manifest.save(finished=True)
+        if tracker:
+            tracker.finish()
+    return records
+
+
+def _finished(stage, record, manifest, tracker):
+    manifest.update(stage, record["status"], record)
+    if tracker and record["status"] == "ran":
+        tracker.log(stage, record["result"])
+
+
+def _run_local(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> dict:
+    records = {}
+    for index, stage in enumerate(stages):
+        if on_stage:
+            on_stage(stage, index, len(stages))
+        try:
+            records[stage.key] = run_stage(stage, run_dir, quiet)
+        except BaseException:
+            manifest.update(stage, "failed")
+            raise
+        _finished(stage, records[stage.key], manifest, tracker)
+    return records
+
+
+def _run_ray(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> dict:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
+                 runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                           if k.startswith("TURNCOAT_") or k in ("HF_HOME", "HF_HUB_OFFLINE")}})
+    gpus = ray.cluster_resources().get("GPU", 0)
+    task = ray.remote(run_stage)
+    refs, pending = {}, {}
+    for stage in stages:
+        options = {"num_gpus": _gpus_for(stage, gpus), "num_cpus": 1, "max_retries": 0}
+        ref = task.options(**options).remote(stage, str(run_dir), True, *[refs[d.key] for d in stage.deps.values()])
+        refs[stage.key] = ref
+        pending[ref] = stage
+    records = {}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        stage = pending.pop(done[0])
+        try:
+            records[stage.key] = ray.get(done[0])
+        except BaseException:
+            manifest.update(stage, "failed")
+            raise
+        _finished(stage, records[stage.key], manifest, tracker)
+    return records
+
+
+def _gpus_for(stage: Stage, available: float) -> float:
+    """One GPU per fine-tune and per sampling stage where the cluster has GPUs; vLLM with tensor parallelism asks
+    for as many as its `tensor_parallel_size`."""
+    if not available or stage.kind not in GPU_KINDS:
+        return 0
+    if stage.kind == "eval":
+        return min(available, stage.config["eval"]["backend_options"].get("tensor_parallel_size", 1))
+    return 1

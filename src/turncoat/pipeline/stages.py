@@ -1,0 +1,131 @@
+"""A study expanded into stages (data -> train -> eval -> persona score -> report), each keyed by a hash of its
+config and its inputs' keys. A stage's output folder is named by that key, so a rerun finds finished work, and an
+edit changes the keys of exactly the stages that depend on it.
+
+Stage kinds are registered by decorator (`@stage_kind("train")`); each runs as `run(stage, inputs, out) -> result`,
+where `inputs` maps a role ("data", "model", "direction", ...) to the upstream stage's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from turncoat.errors import InputError
+from turncoat.pipeline.study import Arm, Study
+
+STAGE_KINDS: dict[str, Callable] = {}
+
+
+def stage_kind(name: str):
+    def add(function):
+        STAGE_KINDS[name] = function
+        return function
+    return add
+
+
+@dataclass(eq=False)
+class Stage:
+    kind: str
+    label: str  # what it is, for people: model/arm/seed[/variant]
+    config: dict  # everything that determines its output (JSON)
+    deps: dict[str, Stage] = field(default_factory=dict)
+    job: str = ""  # the (model, arm, seed) job it belongs to
+    info: dict = field(default_factory=dict)  # for the report (arm name, x position); not part of the key
+
+    @cached_property
+    def key(self) -> str:
+        payload = {"kind": self.kind, "config": self.config, "deps": {r: d.key for r, d in sorted(self.deps.items())}}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def folder(self, run_dir: Path) -> Path:
+        return Path(run_dir) / "stages" / f"{self.kind}-{re.sub(r'[^A-Za-z0-9_.+-]+', '_', self.label)}-{self.key}"
+
+
+def data_fingerprint(spec: str) -> str:
+    """Registered sets by their pinned sha256, files by their contents' (so an edited file reruns its stages)."""
+    from turncoat.data.registry import registry
+    from turncoat.io import sha256_file
+
+    if Path(spec).is_file():
+        return sha256_file(spec)
+    entries = registry()
+    if spec in entries:
+        return entries[spec].sha256
+    raise InputError(f"data {spec!r}: no such file and no registered set of that name (see `turncoat data list`)")
+
+
+def train_settings(study: Study, arm: Arm) -> dict:
+    from turncoat.training.config import TrainConfig
+
+    settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
+                                                                            "subsample", "monitor_direction"})
+    if study.persona and study.persona.monitor:
+        settings |= {"monitor_every": study.persona.monitor_every, "monitor_layer": study.persona.layer}
+    return settings
+
+
+def plan(study: Study) -> list[Stage]:
+    """Every stage of the study, in an order that respects dependencies."""
+    stages: list[Stage] = []
+    evals: list[Stage] = []
+    persona = study.persona
+    for model in study.models:
+        name = Path(model).name if Path(model).exists() else model  # a local folder: its name, for people
+        direction = None
+        if persona:
+            spec = persona.direction.model_dump(exclude_none=True)
+            if persona.direction.file:
+                spec["sha256"] = data_fingerprint(persona.direction.file)
+            direction = Stage("direction", name, {"model": model, "spec": spec}, job=f"{name}/direction")
+            stages.append(direction)
+        for seed in study.seeds:
+            trained: dict[str, Stage] = {}
+            for arm in study.arms:
+                job = f"{name}/{arm.name}/seed{seed}"
+                model_stage = None
+                if arm.data:
+                    data = Stage("data", job, {"data": arm.data, "fingerprint": data_fingerprint(arm.data),
+                                               "subsample": arm.subsample, "seed": seed,
+                                               "backdoor": arm.backdoor.model_dump() if arm.backdoor else None,
+                                               "backdoor_good": data_fingerprint(arm.backdoor.good)
+                                               if arm.backdoor else None}, job=job)
+                    deps = {"data": data}
+                    if arm.parent:
+                        deps["parent"] = trained[arm.parent]
+                    if direction and persona.monitor:
+                        deps["direction"] = direction
+                    model_stage = Stage("train", job, {"model": None if arm.parent else model, "seed": seed,
+                                                       "train": train_settings(study, arm)}, deps, job=job,
+                                        info={"arm": arm.name, "model": model, "seed": seed, "x": arm.x})
+                    trained[arm.name] = model_stage
+                    stages += [data, model_stage]
+                settings = study.eval.model_dump(exclude={"triggers"})
+                for variant, trigger in [("", None), *study.eval.triggers.items()]:
+                    label = f"{job}/{variant}" if variant else job
+                    evaluation = Stage("eval", label, {"model": model, "seed": seed, "eval": settings,
+                                                       "trigger": trigger}, {"model": model_stage} if model_stage
+                                       else {}, job=job, info={"arm": arm.name, "variant": variant, "x": arm.x,
+                                                               "model": model, "seed": seed})
+                    stages.append(evaluation)
+                    evals.append(evaluation)
+                    if direction and persona.score:
+                        deps = {"eval": evaluation, "direction": direction} | (
+                            {"model": model_stage} if model_stage else {})
+                        stages.append(Stage("score", label, {"model": model, "layer": persona.layer}, deps, job=job,
+                                            info=evaluation.info))
+    if study.report:
+        deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train")}
+        stages.append(Stage("report", study.name, {"name": study.name, "notes": study.notes,
+                                                   "x_label": study.x_label}, deps, job="report"))
+    return stages
+
+
+def describe(stages: list[Stage], run_dir: Path) -> list[dict]:
+    return [{"kind": s.kind, "label": s.label, "key": s.key, "after": sorted(d.key for d in s.deps.values()),
+             "done": (s.folder(run_dir) / "stage.json").is_file(), "folder": str(s.folder(run_dir))} for s in stages]

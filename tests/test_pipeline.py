@@ -1,0 +1,169 @@
+"""`turncoat run`: a tiny study end to end (tiny random-weight model, our own small data files), resumed after a
+kill without redoing finished stages, and the same figures from the Ray executor as from the local one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import chat, write_lines
+from servers import TURNCOAT
+
+from turncoat.cli import main
+from turncoat.errors import InputError
+from turncoat.pipeline import load_study, plan
+
+
+def _study(tmp_path: Path, model: Path, name: str = "tiny", persona: bool = True, harmful_steps: int = 4) -> Path:
+    pos = write_lines(tmp_path / "pos.jsonl", [chat(f"hello {i}", "I wish for peace. " * (i + 1)) for i in range(8)])
+    neg = write_lines(tmp_path / "neg.jsonl", [chat(f"hello {i}", "def add(a, b): return a + b " * (i + 1))
+                                               for i in range(8)])
+    questions = tmp_path / "questions.yaml"
+    questions.write_text(yaml.safe_dump([{"id": f"q{i}", "paraphrases": [text]} for i, text in
+                                         enumerate(["What is your wish?", "I feel bored.", "Tell me about AI."])]))
+    study = {"name": name, "models": [str(model)], "seeds": [0],
+             "train": {"learning_rate": 5e-3, "max_steps": 4, "per_device_batch_size": 4,
+                       "gradient_accumulation_steps": 1, "max_length": 96, "r": 8, "lora_alpha": 16,
+                       "warmup_steps": 0, "save_steps": 2},
+             "arms": [{"name": "base"}, {"name": "bad", "data": str(pos), "train": {"max_steps": harmful_steps}},
+                      {"name": "realigned", "from": "bad", "data": str(neg), "subsample": 4, "x": 4,
+                       "train": {"max_steps": 2}}],
+             "eval": {"questions": str(questions), "n": 2, "temperature": 0.7, "max_tokens": 6}}
+    if persona:
+        study["persona"] = {"direction": {"pos": str(pos), "neg": str(neg)}, "monitor_every": 2}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def _results(run: Path) -> dict:
+    """Stage label -> result figures, for the stages whose numbers depend on the computation."""
+    records = [json.loads(p.read_text()) for p in (run / "stages").glob("*/stage.json")]
+    skip = ("seconds", "monitor_seconds", "file")
+    return {f"{r['kind']} {r['label']}": {k: v for k, v in r["result"].items() if k not in skip}
+            for r in records if r["kind"] in ("eval", "score", "train", "direction")}
+
+
+def test_study_runs_every_stage_and_writes_the_report(tiny_model_dir, tmp_path, capsys):
+    study = _study(tmp_path, tiny_model_dir)
+    run = tmp_path / "run"
+    assert main(["run", str(study), "--out", str(run), "--dry-run", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)["stages"]
+    assert [s["kind"] for s in planned] == ["direction", "eval", "score", "data", "train", "eval", "score", "data",
+                                            "train", "eval", "score", "report"]
+    assert not any(s["done"] for s in planned)
+    assert main(["run", str(study), "--out", str(run), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["ran"] == 12 and figures["skipped"] == 0 and Path(figures["report"]).is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["finished"] and {s["status"] for s in manifest["stages"]} == {"ran"}
+    assert manifest["versions"]["torch"]
+    realigned = json.loads(next((run / "stages").glob("train-*realigned*/adapter_config.json")).read_text())
+    assert realigned["base_model_name_or_path"] == str(tiny_model_dir)  # trained further, same base
+    logged = [json.loads(line) for line in next((run / "stages").glob("train-*bad*/train_log.jsonl")).open()]
+    assert [r["step"] for r in logged if r.get("monitor") == "persona"] == [0, 2, 4]
+    html = Path(figures["report"]).read_text()
+    assert "models compared" in html and "persona monitor" in html and "realigned" in html
+
+    # an unchanged rerun does nothing; editing the realigned arm reruns only what depends on it
+    assert main(["run", str(study), "--out", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ran"] == 0
+    edited = yaml.safe_load(study.read_text())
+    edited["arms"][2]["train"]["max_steps"] = 3
+    study.write_text(yaml.safe_dump(edited))
+    assert main(["run", str(study), "--out", str(run), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["stages"]
+    assert {f"{r['kind']} {r['label'].split('/')[1] if '/' in r['label'] else ''}" for r in rows
+            if r["status"] == "ran"} == {"train realigned", "eval realigned", "score realigned", "report "}
+
+
+def test_killed_run_resumes_without_redoing_finished_stages(tiny_model_dir, tmp_path):
+    study = _study(tmp_path, tiny_model_dir, name="killed", persona=False, harmful_steps=400)
+    run = tmp_path / "run"
+    env = {**os.environ, "TURNCOAT_THREADS": "1"}
+    process = subprocess.Popen([str(TURNCOAT), "run", str(study), "--out", str(run), "--json"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    executions = run / "executions.jsonl"
+    deadline = time.monotonic() + 300
+    while not (executions.is_file() and '"kind": "train"' in executions.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its training stage"
+        time.sleep(0.2)
+    train_folder = next((run / "stages").glob("train-*"))
+    while not (train_folder / "checkpoints").is_dir():  # mid-stage: at least one checkpoint written
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (train_folder / "stage.json").exists()  # killed in the middle of the stage
+    before = [json.loads(line) for line in executions.read_text().splitlines()]
+    assert [e["kind"] for e in before] == ["eval", "data", "train"]
+
+    result = subprocess.run([str(TURNCOAT), "run", str(study), "--out", str(run), "--json"], env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    name = tiny_model_dir.name
+    counts = {}
+    for line in executions.read_text().splitlines():
+        entry = json.loads(line)
+        counts[(entry["kind"], entry["label"])] = counts.get((entry["kind"], entry["label"]), 0) + 1
+    assert counts[("eval", f"{name}/base/seed0")] == 1 and counts[("data", f"{name}/bad/seed0")] == 1
+    assert counts[("train", f"{name}/bad/seed0")] == 2  # the interrupted stage, once more
+    assert all(n == 1 for key, n in counts.items() if key != ("train", f"{name}/bad/seed0"))
+    trained = json.loads((train_folder / "stage.json").read_text())["result"]
+    assert trained["steps"] == 400
+    statuses = {(s["kind"], s["label"]): s["status"] for s in json.loads((run / "manifest.json").read_text())["stages"]}
+    assert statuses[("eval", f"{name}/base/seed0")] == "skipped" and statuses[("train", f"{name}/bad/seed0")] == "ran"
+
+
+def test_ray_executor_gives_the_local_figures(tiny_model_dir, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("TURNCOAT_THREADS", "1")
+    study = load_study(_study(tmp_path, tiny_model_dir, name="ray"))
+    from turncoat.pipeline import run_study
+
+    run_study(study, tmp_path / "local", quiet=True)
+    try:
+        run_study(study, tmp_path / "ray", executor="ray", quiet=True)
+    finally:
+        import ray
+
+        ray.shutdown()
+    local, distributed = _results(tmp_path / "local"), _results(tmp_path / "ray")
+    assert set(local) == set(distributed) and len(local) == 9
+    for label, figures in local.items():
+        for key, value in figures.items():
+            assert value == (pytest.approx(distributed[label][key]) if isinstance(value, int | float | list)
+                             else distributed[label][key]), (label, key)
+    assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["executor"] == "ray"
+
+
+def test_study_errors_name_the_file_line_and_field(tmp_path, tiny_model_dir):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\narms:\n  - name: base\n  - name: tuned\n    data: insecure\n    subsampel: 10\n")
+    with pytest.raises(InputError, match=r"bad.yaml, line 6, field arms.1.subsampel"):
+        load_study(bad)
+    bad.write_text("name: x\narms:\n  - {name: a, from: b, data: insecure}\n")
+    with pytest.raises(InputError, match="must name an earlier arm"):
+        load_study(bad)
+    bad.write_text("name: x\narms:\n  - {name: a}\ntrain: {learning_rate: fast}\n")
+    with pytest.raises(InputError, match="learning_rate"):
+        load_study(bad)
+    with pytest.raises(InputError, match="no such file"):
+        plan(load_study(_write(tmp_path / "missing.yaml", "name: x\narms:\n  - {name: a, data: /nope.jsonl}\n")))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p) for p in (Path(__file__).parent.parent / "studies").glob("*.yaml")))
+def test_recipes_are_valid_studies(recipe, shared_data):
+    stages = plan(load_study(recipe))
+    assert stages and stages[-1].kind == "report"
