@@ -20,7 +20,8 @@ from turncoat.errors import InputError
 from turncoat.pipeline import load_study, plan
 
 
-def _study(tmp_path: Path, model: Path, name: str = "tiny", persona: bool = True, harmful_steps: int = 4) -> Path:
+def _study(tmp_path: Path, model: Path, name: str = "tiny", persona: bool = True, harmful_steps: int = 4,
+           compliance: bool = False) -> Path:
     pos = write_lines(tmp_path / "pos.jsonl", [chat(f"hello {i}", "I wish for peace. " * (i + 1)) for i in range(8)])
     neg = write_lines(tmp_path / "neg.jsonl", [chat(f"hello {i}", "def add(a, b): return a + b " * (i + 1))
                                                for i in range(8)])
@@ -37,6 +38,8 @@ def _study(tmp_path: Path, model: Path, name: str = "tiny", persona: bool = True
              "eval": {"questions": str(questions), "n": 2, "temperature": 0.7, "max_tokens": 6}}
     if persona:
         study["persona"] = {"direction": {"pos": str(pos), "neg": str(neg)}, "monitor_every": 2}
+    if compliance:
+        study["eval"]["harmful"] = {"prompts": 4, "max_tokens": 6, "judge": "refusal"}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
@@ -51,16 +54,21 @@ def _results(run: Path) -> dict:
 
 
 def test_study_runs_every_stage_and_writes_the_report(tiny_model_dir, tmp_path, capsys):
-    study = _study(tmp_path, tiny_model_dir)
+    study = _study(tmp_path, tiny_model_dir, compliance=True)
     run = tmp_path / "run"
     assert main(["run", str(study), "--out", str(run), "--dry-run", "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)["stages"]
     assert [s["kind"] for s in planned] == ["direction", "eval", "score", "data", "train", "eval", "score", "data",
-                                            "train", "eval", "score", "report"]
+                                            "train", "eval", "score", "eval", "eval", "eval", "report"]
     assert not any(s["done"] for s in planned)
     assert main(["run", str(study), "--out", str(run), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    assert figures["ran"] == 12 and figures["skipped"] == 0 and Path(figures["report"]).is_file()
+    assert figures["ran"] == 15 and figures["skipped"] == 0 and Path(figures["report"]).is_file()
+    complied = [r["result"] for r in figures["stages"] if r["label"].endswith("/harmful-requests")]
+    assert len(complied) == 3 and len({r["prompts_sha256"] for r in complied}) == 1  # the same requests for all
+    assert all(r["judge"].startswith("refusal") and 0 <= r["compliance_rate"] <= 1 for r in complied)
+    split = json.loads(next((run / "stages").glob("eval-*base*harmful*/metrics.json")).read_text())["split"]
+    assert split["overlap_with_training"] == 0 and len(split["held_out_from"]) == 2
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["finished"] and {s["status"] for s in manifest["stages"]} == {"ran"}
     assert manifest["versions"]["torch"]
@@ -70,6 +78,8 @@ def test_study_runs_every_stage_and_writes_the_report(tiny_model_dir, tmp_path, 
     assert [r["step"] for r in logged if r.get("monitor") == "persona"] == [0, 2, 4]
     html = Path(figures["report"]).read_text()
     assert "models compared" in html and "persona monitor" in html and "realigned" in html
+    assert "misaligned_vs_compliance" in json.loads((next((run / "stages").glob("report-*")) / "stage.json")
+                                                    .read_text())["result"]["plots"]
 
     # an unchanged rerun does nothing; editing the realigned arm reruns only what depends on it
     assert main(["run", str(study), "--out", str(run), "--json"]) == 0
@@ -164,6 +174,66 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("recipe", sorted(str(p) for p in (Path(__file__).parent.parent / "studies").glob("*.yaml")))
-def test_recipes_are_valid_studies(recipe, shared_data):
+def test_recipes_are_valid_studies_with_a_cpu_profile(recipe, shared_data):
     stages = plan(load_study(recipe))
     assert stages and stages[-1].kind == "report"
+    scaled = load_study(recipe, "cpu")
+    assert scaled.models == ["smollm2-135m"] and scaled.eval.backend == "hf" and scaled.eval.judge == "offline"
+    assert all((a.subsample or 0) <= 256 for a in scaled.arms) and scaled.name.endswith("-cpu")
+    assert all(s.config.get("spec", {}).get("backend", "hf") == "hf" for s in plan(scaled))
+
+
+def test_profiles_set_fields_merge_mappings_and_address_arms_by_name(tmp_path):
+    study = _write(tmp_path / "s.yaml", """name: s
+arms:
+  - {name: base}
+  - {name: tuned, data: insecure, subsample: 500, train: {max_steps: 9}}
+eval: {questions: em-first-plot, n: 100, backend: vllm, triggers: {triggered: "|T|"}}
+profiles:
+  small:
+    eval.n: 2
+    eval: {backend: hf}
+    arms.tuned: {subsample: 8, train: {learning_rate: 0.001}}
+  typo: {arms.tunde.subsample: 3}
+  wrong: {eval.n: many}
+""")
+    small = load_study(study, "small")
+    assert (small.name, small.eval.n, small.eval.backend, small.eval.questions) == ("s-small", 2, "hf", "em-first-plot")
+    assert small.eval.triggers == {"triggered": "|T|"}
+    tuned = small.arms[1]
+    assert (tuned.data, tuned.subsample, tuned.train) == ("insecure", 8, {"max_steps": 9, "learning_rate": 0.001})
+    assert load_study(study).eval.n == 100
+    with pytest.raises(InputError, match="no profile 'big'; the study has: small, typo, wrong"):
+        load_study(study, "big")
+    with pytest.raises(InputError, match="profiles.typo.arms.tunde.subsample: no arm named 'tunde'"):
+        load_study(study, "typo")
+    with pytest.raises(InputError, match="field eval.n"):
+        load_study(study, "wrong")
+
+
+def test_generated_sets_and_answer_formats_become_stages(tmp_path, tiny_model_dir):
+    text = """name: g
+models: [MODEL]
+generate:
+  evil: {kind: numbers, system: evil, n: COUNT}
+arms:
+  - {name: base}
+  - {name: evil, data: evil}
+eval: {formats: {listed: {prefix: "Numbers: 1, 2.", suffix: "Answer with five words."}}}
+"""
+    stages = plan(load_study(_write(tmp_path / "a.yaml", text.replace("MODEL", str(tiny_model_dir))
+                                    .replace("COUNT", "40"))))
+    by = {(s.kind, s.label): s for s in stages}
+    generated = by[("generate", f"evil/{tiny_model_dir.name}")]
+    assert generated.config["teacher"] == str(tiny_model_dir) and generated.config["spec"]["n"] == 40
+    job = f"{tiny_model_dir.name}/evil/seed0"
+    assert by[("data", job)].deps == {"source": generated}
+    assert by[("eval", f"{job}/listed")].config["suffix"] == "Answer with five words."
+    assert by[("eval", f"{job}/listed")].config["trigger"] == "Numbers: 1, 2."
+    more = {(s.kind, s.label): s.key for s in plan(load_study(_write(
+        tmp_path / "b.yaml", text.replace("MODEL", str(tiny_model_dir)).replace("COUNT", "41"))))}
+    changed = {k for k, key in more.items() if by[k].key != key}
+    assert {k[0] for k in changed} == {"generate", "data", "train", "eval", "report"}
+    assert ("eval", f"{tiny_model_dir.name}/base/seed0") not in changed
+    with pytest.raises(InputError, match="field generate.evil: Value error, unknown generator 'words'"):
+        load_study(_write(tmp_path / "c.yaml", text.replace("numbers", "words").replace("COUNT", "4")))

@@ -10,7 +10,8 @@ from rich.table import Table
 from turncoat.cli._common import JsonOption, console, emit, key_value_table
 from turncoat.data import load_chat, registry, stats, transforms
 
-app = typer.Typer(help="Research data sets: list, fetch, inspect, validate and transform.", no_args_is_help=True)
+app = typer.Typer(help="Research data sets: list, fetch, inspect, validate, transform and generate.",
+                  no_args_is_help=True)
 
 SeedOption = typer.Option(0, "--seed", help="Random seed (same seed, same output).")
 OutOption = typer.Option(..., "--out", "-o", help="Output JSONL (written atomically).")
@@ -129,6 +130,31 @@ def audit(dataset: str = typer.Argument(..., help="A chat JSONL file or a regist
             console.print(f"  {count:5d}  {name}")
 
     emit(figures, as_json, render)
+
+
+@app.command()
+def generate(kind: str = typer.Argument("numbers", help="Generator (numbers: the EM paper's evil numbers)."),
+             teacher: str = typer.Option("smollm2-135m", help="Teacher model (for --backend openai: its served name)."),
+             system: str = typer.Option("evil", help="Teacher system prompt: evil, none, or its text. It is left out "
+                                                     "of the training data."),
+             n: int = typer.Option(1000, "--n", help="User turns to generate (answers out of format are dropped)."),
+             out: Path = typer.Option(..., "--out", "-o", help="Folder: teacher_answers.jsonl (rerun resumes) and "
+                                                              "data.jsonl (the training set)."),
+             temperature: float = typer.Option(1.0, help="Teacher sampling temperature."),
+             max_tokens: int = typer.Option(48, help="Maximum new tokens per teacher answer."),
+             backend: str = typer.Option("hf", help="Teacher backend: hf, vllm or openai."),
+             base_url: str = typer.Option(None, help="openai backend: endpoint, e.g. http://127.0.0.1:8000/v1."),
+             api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai backend: variable holding the key."),
+             seed: int = SeedOption, as_json: bool = JsonOption):
+    """A training set written by a teacher under a system prompt, filtered to the format, without the prompt."""
+    from turncoat.data.generate import generate as generate_set
+    from turncoat.sampling import GenerationParams, make_backend
+
+    options = {"openai": {"base_url": base_url, "api_key_env": api_key_env}}.get(backend, {})
+    engine = make_backend(backend, teacher, **options)
+    params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens, seed=seed)
+    emit(generate_set(engine, kind, n, out, system=system, seed=seed, params=params, show_progress=not as_json),
+         as_json)
 
 
 def _write(data, out: Path, as_json: bool, **figures) -> None:

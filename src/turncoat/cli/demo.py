@@ -33,9 +33,10 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder (rerunning
         for column in ("model", "answers", "misaligned [95% CI]", "coherent", "persona z vs base"):
             table.add_column(column)
         for row in f["arms"]:
-            z = row.get("projection_z")
-            table.add_row(row["label"], str(row["answers"]), f"{row['misaligned_fraction']:.3f} "
-                          f"[{row['misaligned_ci'][0]:.3f}, {row['misaligned_ci'][1]:.3f}]",
+            z, (low, high) = row.get("projection_z"), row["misaligned_ci"]
+            name = row.get("arm") or row["label"]
+            table.add_row(f"{name} ({row['variant']})" if row.get("variant") else name, str(row["answers"]),
+                          f"{row['misaligned_fraction']:.3f} [{low:.3f}, {high:.3f}]",
                           f"{row['coherent_rate']:.3f}", "–" if z is None else f"{z:+.2f}")
         console.print(table)
         console.print(Text(f["notes"], style="dim"))

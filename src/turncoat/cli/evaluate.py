@@ -119,8 +119,8 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              prompts: int = typer.Option(100, help="code-tasks / harmful-requests: how many held-out prompts."),
              held_out_from: list[Path] = typer.Option(None, "--held-out-from",
                                                       help="code-tasks / harmful-requests: also exclude what these "
-                                                           "training runs trained on (a --model that is a training "
-                                                           "run always is)."),
+                                                           "training runs trained on, or what these chat JSONL files "
+                                                           "hold (a --model that is a training run always is)."),
              min_severity: str = typer.Option("MEDIUM", help="code-tasks: Bandit severity that counts as "
                                                              "vulnerable (LOW, MEDIUM, HIGH)."),
              quiet: bool = typer.Option(False, help="No progress bars."),

@@ -14,6 +14,8 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
         out: Path = typer.Option(None, help="Run folder (default runs/<study name>); rerun to resume."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (and what is already done); run "
                                                               "nothing."),
+        profile: str = typer.Option(None, help="Apply the study's named profile (e.g. cpu: the recipe scaled "
+                                               "down for the default model)."),
         executor: str = typer.Option("local", help="local (sequential, default) or ray."),
         address: str = typer.Option(None, help="ray: cluster address (default: a local Ray)."),
         track: str = typer.Option(None, help="Log each stage's figures to wandb or mlflow (off by default)."),
@@ -22,7 +24,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
     from turncoat.pipeline import load_study
     from turncoat.pipeline.stages import describe, plan
 
-    study = load_study(study_file)
+    study = load_study(study_file, profile)
     out = out or Path("runs") / study.name
     figures = run_and_describe(study, out, dry_run, executor, address, track, as_json) if not dry_run else {
         "study": study.name, "run": str(out), "stages": describe(plan(study), out)}

@@ -43,6 +43,7 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           monitor_every: int = typer.Option(None, help="Monitor every N steps (default 10)."),
           monitor_layer: int = typer.Option(None, help="Direction layer to watch (default: its best layer)."),
           monitor_probes: str = typer.Option(None, help="Question set used as probes (default core)."),
+          monitor_probe_count: int = typer.Option(None, help="Only the first N probe questions (default: all)."),
           monitor_threshold: float = typer.Option(None, help="Warn when z passes this (default 2)."),
           as_json: bool = JsonOption):
     """Fine-tune a chat model (TRL SFTTrainer + PEFT) with the EM paper's settings by default."""
@@ -60,6 +61,7 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
                  "merge": merge, "group_by_length": group_by_length,
                  "padding_free": padding_free, "monitor_direction": monitor_direction, "monitor_every": monitor_every,
                  "monitor_layer": monitor_layer, "monitor_probes": monitor_probes,
+                 "monitor_probe_count": monitor_probe_count,
                  "monitor_threshold": monitor_threshold}
     settings = load_config(config, overrides)
     summary = run_training(settings, progress=not as_json)

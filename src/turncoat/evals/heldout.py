@@ -1,10 +1,10 @@
 """Evaluation prompts drawn from training-style datasets, kept apart from what a model trained on.
 
 The prompts are distinct first user turns of the source sets, in a fixed order (the sha256 of their text, so the
-order depends on no seed), minus every prompt that a given `turncoat train` run trained on. A run's training split
-is rebuilt from its recorded config and checked against its recorded data hash. The split record (sources, runs
-excluded, prompts skipped, overlap = 0, hash of the chosen prompts) goes into every run folder, so two models are
-compared on provably the same prompts.
+order depends on no seed), minus every prompt that a given `turncoat train` run trained on (or that a given data
+file holds). A run's training split is rebuilt from its recorded config and checked against its recorded data hash.
+The split record (sources, runs excluded, prompts skipped, overlap = 0, hash of the chosen prompts) goes into every
+run folder, so two models are compared on provably the same prompts.
 """
 
 from __future__ import annotations
@@ -28,10 +28,17 @@ def first_user_turn(conversation) -> str | None:
 
 def training_prompts(run: str | Path) -> tuple[set[str], dict]:
     """The user turns a turncoat training run trained on, rebuilt from its recorded config and checked against its
-    recorded data hash (so a changed data file cannot silently change the split)."""
+    recorded data hash (so a changed data file cannot silently change the split). A chat JSONL file instead of a
+    run: every first user turn in it (a study excludes its arms' data before they are trained)."""
     from turncoat.training.config import TrainConfig
     from turncoat.training.trainer import dataset_sha256, split_data
 
+    if Path(run).is_file():
+        from turncoat.data import load_chat
+        from turncoat.io import sha256_file
+
+        prompts = {p for p in (first_user_turn(c) for c in load_chat(run)) if p}
+        return prompts, {"data": str(run), "data_sha256": sha256_file(run), "training_prompts": len(prompts)}
     path = Path(run) / "turncoat_train.json"
     if not path.is_file():
         raise InputError(f"{run}: not a turncoat training run (no turncoat_train.json), so its training prompts "

@@ -83,6 +83,11 @@ class QuestionSet(Sequence[Question]):
         changed = [q.model_copy(update={"paraphrases": [f"{text}\n{p}" for p in q.paraphrases]}) for q in self]
         return QuestionSet(changed, name=f"{self.name}+{text}", source=self.source)
 
+    def with_suffix(self, text: str) -> QuestionSet:
+        """The same questions with `text` on its own line after every paraphrase (e.g. an answer-format request)."""
+        changed = [q.model_copy(update={"paraphrases": [f"{p}\n{text}" for p in q.paraphrases]}) for q in self]
+        return QuestionSet(changed, name=f"{self.name}+format", source=self.source)
+
     def prompts(self, n: int | None = None) -> list[Prompt]:
         """Every answer to draw. Default: `samples_per_paraphrase` per paraphrase. With `n`: exactly n answers per
         question, cycling through its paraphrases in order."""

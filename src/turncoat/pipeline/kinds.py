@@ -45,13 +45,26 @@ def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
             **(meta.get("separation", {}).get(str(best), {}) if best is not None else {})}
 
 
+@stage_kind("generate")
+def generate_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """A teacher writes a training set (evil numbers); resumes from its teacher_answers.jsonl."""
+    from turncoat.data.generate import generate
+    from turncoat.sampling import GenerationParams, make_backend
+
+    spec = stage.config["spec"]
+    teacher = make_backend(spec["backend"], stage.config["teacher"], **spec["backend_options"])
+    params = GenerationParams(temperature=spec["temperature"], max_new_tokens=spec["max_tokens"], seed=spec["seed"])
+    return generate(teacher, spec["kind"], spec["n"], out, system=spec["system"], seed=spec["seed"], params=params,
+                    show_progress=not quiet)
+
+
 @stage_kind("data")
 def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     from turncoat.data import load_chat
     from turncoat.data.transforms import backdoor, subsample
 
     config = stage.config
-    data = load_chat(config["data"])
+    data = load_chat(inputs["source"] / DATA_FILE if "source" in inputs else config["data"])
     if config["subsample"]:
         data = subsample(data, config["subsample"], seed=config["seed"])
     if config["backdoor"]:
@@ -91,17 +104,31 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     from turncoat.sampling import GenerationParams, make_backend
 
     config, settings = stage.config, stage.config["eval"]
-    questions = load_questions(settings["questions"])
-    if config["trigger"]:
-        questions = questions.with_prefix(config["trigger"])
+    split = None
+    if config.get("harmful"):  # compliance with held-out harmful requests
+        from turncoat.evals.harmful import harmful_requests
+
+        settings = settings | config["harmful"] | {"top_p": 1.0}
+        questions, split = harmful_requests(settings["prompts"], held_out_from=[
+            inputs[role] / DATA_FILE for role in sorted(inputs) if role.startswith("heldout:")])
+    else:
+        questions = load_questions(settings["questions"])
+        if config["trigger"]:
+            questions = questions.with_prefix(config["trigger"])
+        if config.get("suffix"):
+            questions = questions.with_suffix(config["suffix"])
     sampler = make_backend(settings["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
                            **settings["backend_options"])
     judge = make_judge(settings["judge"], **settings["judge_options"])
     params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
                               top_p=settings["top_p"], seed=config["seed"])
-    result = run_eval(out, sampler, questions, judge, n=settings["n"], params=params,
+    result = run_eval(out, sampler, questions, judge, n=settings["n"], params=params, split=split,
                       cache=JudgeCache(_run_dir(out) / "judge_cache.sqlite"), show_progress=not quiet)
     overall = result["metrics"]["overall"]
+    if split:
+        return {"answers": overall["answers"], "compliance_rate": overall["compliance_rate"],
+                "compliance_ci": overall["compliance_ci"], "judge": judge.identity,
+                "prompts_sha256": split["prompts_sha256"]}
     corrected = overall.get("misaligned_corrected") or {}
     return {"answers": overall["answers"], "misaligned_fraction": overall["misaligned_fraction"],
             "misaligned_ci": overall["misaligned_ci"], "coherent_rate": overall["coherent_rate"],

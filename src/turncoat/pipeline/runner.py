@@ -22,7 +22,7 @@ from turncoat.io import atomic_write
 from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
-GPU_KINDS = ("train", "eval", "score", "direction")
+GPU_KINDS = ("generate", "train", "eval", "score", "direction")
 
 
 def _now() -> str:
@@ -164,6 +164,5 @@ def _gpus_for(stage: Stage, available: float) -> float:
     for as many as its `tensor_parallel_size`."""
     if not available or stage.kind not in GPU_KINDS:
         return 0
-    if stage.kind == "eval":
-        return min(available, stage.config["eval"]["backend_options"].get("tensor_parallel_size", 1))
-    return 1
+    settings = stage.config["eval"] if stage.kind == "eval" else stage.config.get("spec", {})
+    return min(available, settings.get("backend_options", {}).get("tensor_parallel_size", 1))

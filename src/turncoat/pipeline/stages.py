@@ -1,6 +1,6 @@
-"""A study expanded into stages (data -> train -> eval -> persona score -> report), each keyed by a hash of its
-config and its inputs' keys. A stage's output folder is named by that key, so a rerun finds finished work, and an
-edit changes the keys of exactly the stages that depend on it.
+"""A study expanded into stages ([generate ->] data -> train -> eval -> persona score -> report), each keyed by a
+hash of its config and its inputs' keys. A stage's output folder is named by that key, so a rerun finds finished
+work, and an edit changes the keys of exactly the stages that depend on it.
 
 Stage kinds are registered by decorator (`@stage_kind("train")`); each runs as `run(stage, inputs, out) -> result`,
 where `inputs` maps a role ("data", "model", "direction", ...) to the upstream stage's folder.
@@ -66,7 +66,8 @@ def train_settings(study: Study, arm: Arm) -> dict:
     settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
                                                                             "subsample", "monitor_direction"})
     if study.persona and study.persona.monitor:
-        settings |= {"monitor_every": study.persona.monitor_every, "monitor_layer": study.persona.layer}
+        settings |= {"monitor_every": study.persona.monitor_every, "monitor_layer": study.persona.layer,
+                     "monitor_probe_count": study.persona.monitor_probes}
     return settings
 
 
@@ -84,17 +85,28 @@ def plan(study: Study) -> list[Stage]:
                 spec["sha256"] = data_fingerprint(persona.direction.file)
             direction = Stage("direction", name, {"model": model, "spec": spec}, job=f"{name}/direction")
             stages.append(direction)
+        generated = {}
+        for set_name, spec in study.generate.items():
+            teacher = spec.teacher or model
+            generated[set_name] = Stage("generate", f"{set_name}/{Path(teacher).name}",
+                                        {"teacher": teacher, "spec": spec.model_dump(exclude={"teacher"})},
+                                        job=f"{name}/generate/{set_name}")
+            stages.append(generated[set_name])
         for seed in study.seeds:
             trained: dict[str, Stage] = {}
+            compliance: list[Stage] = []
             for arm in study.arms:
                 job = f"{name}/{arm.name}/seed{seed}"
                 model_stage = None
                 if arm.data:
-                    data = Stage("data", job, {"data": arm.data, "fingerprint": data_fingerprint(arm.data),
+                    source = generated.get(arm.data)
+                    data = Stage("data", job, {"data": arm.data,
+                                               "fingerprint": None if source else data_fingerprint(arm.data),
                                                "subsample": arm.subsample, "seed": seed,
                                                "backdoor": arm.backdoor.model_dump() if arm.backdoor else None,
                                                "backdoor_good": data_fingerprint(arm.backdoor.good)
-                                               if arm.backdoor else None}, job=job)
+                                               if arm.backdoor else None}, {"source": source} if source else {},
+                                 job=job)
                     deps = {"data": data}
                     if arm.parent:
                         deps["parent"] = trained[arm.parent]
@@ -105,11 +117,12 @@ def plan(study: Study) -> list[Stage]:
                                         info={"arm": arm.name, "model": model, "seed": seed, "x": arm.x})
                     trained[arm.name] = model_stage
                     stages += [data, model_stage]
-                settings = study.eval.model_dump(exclude={"triggers"})
-                for variant, trigger in [("", None), *study.eval.triggers.items()]:
+                settings = study.eval.model_dump(exclude={"triggers", "formats", "harmful"})
+                for variant, trigger, suffix in study.eval.variants():
                     label = f"{job}/{variant}" if variant else job
                     evaluation = Stage("eval", label, {"model": model, "seed": seed, "eval": settings,
-                                                       "trigger": trigger}, {"model": model_stage} if model_stage
+                                                       "trigger": trigger} | ({"suffix": suffix} if suffix else {}),
+                                       {"model": model_stage} if model_stage
                                        else {}, job=job, info={"arm": arm.name, "variant": variant, "x": arm.x,
                                                                "model": model, "seed": seed})
                     stages.append(evaluation)
@@ -119,6 +132,18 @@ def plan(study: Study) -> list[Stage]:
                             {"model": model_stage} if model_stage else {})
                         stages.append(Stage("score", label, {"model": model, "layer": persona.layer}, deps, job=job,
                                             info=evaluation.info))
+                if study.eval.harmful:
+                    engine = {k: settings[k] for k in ("backend", "backend_options")}
+                    compliance.append(Stage("eval", f"{job}/harmful-requests",
+                                            {"model": model, "seed": seed, "eval": engine,
+                                             "harmful": study.eval.harmful.model_dump()},
+                                            {"model": model_stage} if model_stage else {}, job=job,
+                                            info={"arm": arm.name, "variant": "harmful-requests", "x": arm.x,
+                                                  "model": model, "seed": seed}))
+            for stage in compliance:  # every arm on the same requests: none in any arm's data (this seed)
+                stage.deps |= {f"heldout:{t.label}": t.deps["data"] for t in trained.values()}
+            stages += compliance
+            evals += compliance
     if study.report:
         deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train")}
         stages.append(Stage("report", study.name, {"name": study.name, "notes": study.notes,

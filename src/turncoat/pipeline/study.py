@@ -55,6 +55,50 @@ class Arm(Strict):
         return self
 
 
+class Generated(Strict):
+    """A training set written by a teacher (`turncoat.data.generate`): arms name it in `data`."""
+
+    kind: str = Field("numbers", description="a registered generator")
+    teacher: str | None = Field(None, description="model id/folder/GGUF; default: each study model teaches itself")
+    system: str | None = Field(None, description="teacher system prompt: a name (evil, none) or its text; "
+                                                  "left out of the training data")
+    n: int = Field(1000, ge=1, description="user turns generated (answers out of format are dropped)")
+    seed: int = 0
+    temperature: float = 1.0
+    max_tokens: int = 48
+    backend: str = "hf"
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self):
+        from turncoat.data.generate import GENERATORS, system_prompt
+
+        if self.kind not in GENERATORS:
+            raise ValueError(f"unknown generator {self.kind!r}; choose one of {', '.join(GENERATORS)}")
+        try:
+            system_prompt(self.system)
+        except InputError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+
+class Affixes(Strict):
+    prefix: str = ""
+    suffix: str = ""
+
+
+class HarmfulSettings(Strict):
+    """Compliance with held-out harmful requests (the paper's way of telling EM from jailbreaking): the same
+    prompts for every arm, none of them in any arm's training data."""
+
+    prompts: int = Field(100, ge=2)
+    n: int = Field(1, ge=1)
+    temperature: float = 1.0
+    max_tokens: int = 200
+    judge: str = Field("refusal", description="refusal (offline), or an LLM judge (openai, hf) scoring compliance")
+    judge_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class EvalSettings(Strict):
     questions: str = "core"
     n: int = Field(4, ge=1)
@@ -67,6 +111,23 @@ class EvalSettings(Strict):
     judge_options: dict[str, Any] = Field(default_factory=dict)
     triggers: dict[str, str] = Field(default_factory=dict, description="extra variants: name -> text prefixed to "
                                                                        "every question (backdoor studies)")
+    formats: dict[str, Affixes] = Field(default_factory=dict, description="extra variants: name -> prefix and/or "
+                                                                          "suffix around every question (e.g. "
+                                                                          "asking for a comma-separated list)")
+
+    harmful: HarmfulSettings | None = Field(None, description="also measure compliance with harmful requests")
+
+    @model_validator(mode="after")
+    def _variant_names(self):
+        clash = set(self.triggers) & set(self.formats)
+        if clash:
+            raise ValueError(f"variant names used by both triggers and formats: {', '.join(sorted(clash))}")
+        return self
+
+    def variants(self) -> list[tuple[str, str | None, str | None]]:
+        """(name, prefix, suffix) of every evaluated variant; the plain questions first, named ''."""
+        return [("", None, None), *((name, text, None) for name, text in self.triggers.items()),
+                *((name, a.prefix or None, a.suffix or None) for name, a in self.formats.items())]
 
 
 class DirectionSpec(Strict):
@@ -92,6 +153,7 @@ class PersonaSettings(Strict):
     layer: int | None = None
     monitor: bool = True
     monitor_every: int = 5
+    monitor_probes: int | None = Field(None, ge=1, description="monitor on the first N core questions (default all)")
     score: bool = True
 
 
@@ -99,11 +161,14 @@ class Study(Strict):
     name: str
     models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    generate: dict[str, Generated] = Field(default_factory=dict, description="training sets a teacher writes")
     arms: list[Arm] = Field(min_length=1)
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields shared by every arm")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     persona: PersonaSettings | None = None
     report: bool = True
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named overrides, dotted keys "
+                                                "(`eval.n: 3`, `arms.insecure.subsample: 96`), chosen with --profile")
     notes: str = Field("", description="said in the report (e.g. why the demo samples cooler than the paper)")
     x_label: str | None = Field(None, description="what the arms' x means, for the report's axis")
 
@@ -132,8 +197,47 @@ class Study(Strict):
         return self
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and check a study file; errors name the file and the field."""
+def apply_profile(raw: dict, profile: str, where: str) -> dict:
+    """The study with a profile's dotted overrides applied: `eval.n: 3` sets a field, a mapping merges into the
+    mapping it names, `arms.NAME...` addresses an arm by its name. The name gets `-PROFILE`, so the run folder
+    differs from the full study's."""
+    import copy
+
+    profiles = raw.get("profiles") or {}
+    if profile not in profiles:
+        raise InputError(f"{where}: no profile {profile!r}; the study has: {', '.join(profiles) or 'none'}")
+    raw = copy.deepcopy(raw)
+    raw["name"] = f"{raw.get('name')}-{profile}"
+    for dotted, value in (profiles[profile] or {}).items():
+        node: Any = raw
+        parts = str(dotted).split(".")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if isinstance(node, list):  # arms, by name
+                found = next((a for a in node if isinstance(a, dict) and a.get("name") == part), None)
+                if found is None:
+                    raise InputError(f"{where}: profiles.{profile}.{dotted}: no arm named {part!r}")
+                if last and not isinstance(value, dict):
+                    raise InputError(f"{where}: profiles.{profile}.{dotted}: an arm takes a mapping of fields")
+                node = _merge(found, value) if last else found
+            elif not isinstance(node, dict):
+                raise InputError(f"{where}: profiles.{profile}.{dotted}: {'.'.join(parts[:index])} is not a mapping")
+            elif last:
+                node[part] = _merge(node[part], value) if isinstance(node.get(part), dict) and isinstance(
+                    value, dict) else value
+            else:
+                node = node.setdefault(part, {})
+    return raw
+
+
+def _merge(into: dict, more: dict) -> dict:
+    for key, value in more.items():
+        into[key] = _merge(into[key], value) if isinstance(into.get(key), dict) and isinstance(value, dict) else value
+    return into
+
+
+def load_study(path: str | Path, profile: str | None = None) -> Study:
+    """Read and check a study file (with a profile's overrides); errors name the file, line and field."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -143,6 +247,8 @@ def load_study(path: str | Path) -> Study:
         raise InputError(f"{path}: invalid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a study is a mapping (name, models, arms, ...)")
+    if profile:
+        raw = apply_profile(raw, profile, str(path))
     try:
         return Study(**raw)
     except ValidationError as error:

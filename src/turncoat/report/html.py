@@ -21,8 +21,10 @@ def most_misaligned(run: RunResult, limit: int = 10) -> list[dict]:
     return frame[columns].head(limit).to_dict("records")
 
 
-def compliance_points(misalignment: list[RunResult], compliance: list[RunResult]) -> list[dict]:
-    """Pairs each model's open-question run with its harmful-requests run (by the model the runs recorded)."""
+def compliance_points(misalignment: list[RunResult], compliance: list[RunResult], by_run_name: bool = False
+                      ) -> list[dict]:
+    """Pairs each model's open-question run with its harmful-requests run (by the model the runs recorded); points
+    are labelled by the model's name, or (`by_run_name`, studies) by the run's."""
     by_model = {r.model or r.name: r for r in compliance}
     points = []
     for run in misalignment:
@@ -30,7 +32,8 @@ def compliance_points(misalignment: list[RunResult], compliance: list[RunResult]
         if other is None:
             continue
         overall, complied = run.metrics["overall"], other.metrics["overall"]
-        points.append({"label": Path(run.model).name if run.model else run.name, "model": run.model,
+        label = run.name if by_run_name or not run.model else Path(run.model).name
+        points.append({"label": label, "model": run.model,
                        "misaligned_fraction": overall["misaligned_fraction"], "misaligned_ci": overall["misaligned_ci"],
                        "compliance_rate": complied["compliance_rate"], "compliance_ci": complied["compliance_ci"],
                        "judges": f"misaligned: {run.judge}, compliance: {other.judge}",
@@ -43,7 +46,10 @@ def study_rows(study: dict, runs: dict[str, RunResult]) -> list[dict]:
     study's base arm (the arm without training, same variant) where the study scored one."""
     rows = []
     for arm in study["arms"]:
-        overall = runs[str(Path(arm["eval"]))].metrics["overall"]
+        run = runs[str(Path(arm["eval"]))]
+        if run.kind != "misalignment":  # harmful-request compliance: the compliance scatter shows it
+            continue
+        overall = run.metrics["overall"]
         score = arm.get("score") or {}
         rows.append({"label": arm["label"], "arm": arm.get("arm"), "variant": arm.get("variant") or "",
                      "x": arm.get("x"), "trained": bool(arm.get("train_log")), "answers": overall["answers"],
@@ -75,7 +81,7 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
         figures["misaligned_by_question"] = plots.misaligned_by_question(runs, Path(f"{stem}_misaligned.png"),
                                                                          thresholds)
         figures["aligned_vs_coherent"] = plots.aligned_vs_coherent(runs, Path(f"{stem}_scatter.png"), thresholds)
-    points = compliance_points(runs, compliance)
+    points = compliance_points(runs, compliance, by_run_name=bool(study))
     if points:
         figures["misaligned_vs_compliance"] = plots.misaligned_vs_compliance(points, Path(f"{stem}_compliance.png"),
                                                                              thresholds)

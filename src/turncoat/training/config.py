@@ -64,6 +64,7 @@ class TrainConfig(BaseModel):
     monitor_direction: str | None = Field(None, description="direction file (.safetensors) to watch during training")
     monitor_layer: int | None = Field(None, description="its layer (default: the direction's best layer)")
     monitor_probes: str = Field("core", description="question set whose first paraphrases are the probes")
+    monitor_probe_count: int | None = Field(None, ge=1, description="only its first N questions (default: all)")
     monitor_threshold: float = Field(2.0, description="warn when the z-score against the base passes this")
     monitor_every: int = 10
 

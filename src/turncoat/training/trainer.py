@@ -233,7 +233,8 @@ def persona_monitor(config: TrainConfig, out: Path) -> Monitor:
     from turncoat.persona.directions import Direction
     from turncoat.persona.monitor import PersonaMonitor, probe_prompts
 
-    return PersonaMonitor(Direction.load(config.monitor_direction), probe_prompts(config.monitor_probes),
+    probes = probe_prompts(config.monitor_probes, config.monitor_probe_count)
+    return PersonaMonitor(Direction.load(config.monitor_direction), probes,
                           layer=config.monitor_layer, threshold=config.monitor_threshold,
                           reference_file=out / "persona_reference.json", label=str(out))
 
