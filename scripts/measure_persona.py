@@ -151,14 +151,18 @@ def main() -> None:
     def screening(bad, good):
         def work():
             params = GenerationParams(max_new_tokens=64, temperature=0.0)
-            sides = {}
+            sides, by_prompt = {}, {}
             for name in (bad, good):
                 records = screen(model, subsample(load_chat(name), args.screen_n, 0), direction,
                                  out / f"screen-{name}.jsonl", layer, params)
                 sides[name] = np.array([r["difference"] for r in records])
+                by_prompt[name] = {r["prompt"]: r["difference"] for r in records}
+            shared = sorted(set(by_prompt[bad]) & set(by_prompt[good]))  # the same prompt in both sets
+            paired = {"pairs": len(shared), "bad_above_good": float(np.mean(
+                [by_prompt[bad][p] > by_prompt[good][p] for p in shared])) if shared else None}
             return {"layer": layer, "n": args.screen_n, "own_answer_tokens": 64,
                     "mean_difference": {k: float(v.mean()) for k, v in sides.items()},
-                    **separation(sides[bad], sides[good])}
+                    **separation(sides[bad], sides[good]), "paired": paired}
         return work
 
     step("screen-medical", screening("bad-medical", "good-medical"))

@@ -132,9 +132,7 @@ def test_demo_runs(capsys, tmp_path, shared_data):
     small = tmp_path / "demo.yaml"
     small.write_text(yaml.safe_dump(study))
     figures = run_json(capsys, "demo", "--study", str(small), "--out", str(tmp_path / "demo"))
-    assert [a["label"] for a in figures["arms"]] == ["smollm2-135m/base/seed0", "smollm2-135m/bad-medical/seed0",
-                                                      "smollm2-135m/good-medical/seed0",
-                                                      "smollm2-135m/realigned-32/seed0"]
+    assert [a["label"] for a in figures["arms"]] == ["base", "bad-medical", "good-medical", "realigned-32"]
     assert all(a["answers"] == 24 and 0 <= a["misaligned_fraction"] <= 1 for a in figures["arms"])
     assert figures["arms"][0]["projection_z"] == 0 and all("projection_z" in a for a in figures["arms"])
     html = Path(figures["report"]).read_text()

@@ -177,6 +177,8 @@ def test_screen_ranks_examples_against_the_models_own_answers_and_resumes(tiny, 
     expected = (projections(tiny, direction, [example], layer) - projections(tiny, direction, own, layer))[0]
     assert records[5]["difference"] == pytest.approx(float(expected), abs=1e-4)
     assert min(r["difference"] for r in records[:4]) > max(r["difference"] for r in records[4:])
+    with pytest.raises(InputError, match="screen.jsonl, line 1: holds the screening of another example"):
+        screen(tiny, data.conversations[::-1], direction, out, params=params)  # other order, same file
     broken = tmp_path / "broken.jsonl"
     broken.write_text("not json\n")
     with pytest.raises(InputError, match="broken.jsonl, line 1"):

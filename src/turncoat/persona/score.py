@@ -78,12 +78,17 @@ def screen(loaded, conversations, direction: Direction, out: str | Path, layer: 
             except (json.JSONDecodeError, KeyError):
                 raise InputError(f"{out}, line {line_number}: not a screening record (delete the file to "
                                  f"start over)") from None
-    chats = []
+    chats, keys = [], []
     for index, conversation in enumerate(conversations):
         messages = [{"role": m.role, "content": m.content} for m in conversation.messages]
         if messages[-1]["role"] != "assistant":
             raise InputError(f"example {index + 1}: the last turn must be the assistant's response to screen it")
         chats.append(messages)
+        keys.append(conversation.key())
+    for line_number, (index, record) in enumerate(done.items(), 1):  # a resumed file must be this data's screening
+        if (index < len(keys) and record.get("example", keys[index]) != keys[index]) or record.get("layer") != layer:
+            raise InputError(f"{out}, line {line_number}: holds the screening of another example or layer at index "
+                             f"{index} (the data, its order or the layer changed); use another output file")
     todo = [i for i in range(len(chats)) if i not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(todo), chunk):
@@ -94,7 +99,7 @@ def screen(loaded, conversations, direction: Direction, out: str | Path, layer: 
         mine = projections(loaded, direction, own, layer, batch_size=batch_size)
         with open(out, "a", encoding="utf-8") as handle:
             for i, chat, example_value, own_value in zip(index, own, theirs, mine, strict=True):
-                done[i] = {"index": i, "layer": layer, "projection_example": float(example_value),
+                done[i] = {"index": i, "example": keys[i], "layer": layer, "projection_example": float(example_value),
                            "projection_own": float(own_value), "difference": float(example_value - own_value),
                            "prompt": chats[i][-2]["content"][:200], "own_answer": chat[-1]["content"][:200]}
                 handle.write(json.dumps(done[i]) + "\n")

@@ -162,6 +162,8 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     from turncoat.report import build_report
 
     arms = []
+    evals = [stage.deps[role] for role in inputs if role.startswith("eval:")]
+    one_job = len({(e.info["model"], e.info["seed"]) for e in evals}) == 1  # then arms are named by arm alone
     for role, folder in inputs.items():
         kind, label = role.split(":", 1)
         if kind != "eval":
@@ -169,7 +171,8 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         dep = stage.deps[role]
         score = inputs.get(f"score:{label}")
         trained = dep.deps.get("model")
-        arms.append({"label": label, **dep.info, "eval": str(folder),
+        name = "/".join(p for p in (dep.info["arm"], dep.info.get("variant")) if p) if one_job else label
+        arms.append({"label": name, **dep.info, "eval": str(folder),
                      "score": json.loads((score / "stage.json").read_text())["result"] if score else None,
                      "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl") if trained else None})
     built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
