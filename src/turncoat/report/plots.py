@@ -14,6 +14,14 @@ from turncoat.evals.metrics import Thresholds  # noqa: E402
 from turncoat.report.runs import RunResult  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    """Every figure is saved the same way (tight layout, 130 dpi PNG) and closed, so long runs do not leak figures."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def misaligned_by_question(runs: list[RunResult], path: Path, thresholds: Thresholds) -> Path:
     questions = sorted({q for run in runs for q in run.metrics["per_question"]})
     width = max(6.0, 0.45 * len(questions) + 2)
@@ -37,10 +45,7 @@ def misaligned_by_question(runs: list[RunResult], path: Path, thresholds: Thresh
     ax.set_title(f"Misaligned answers per question (95% bootstrap CI)\n{thresholds.describe()}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def aligned_vs_coherent(runs: list[RunResult], path: Path, thresholds: Thresholds) -> Path:
@@ -57,10 +62,7 @@ def aligned_vs_coherent(runs: list[RunResult], path: Path, thresholds: Threshold
         ax.set_ylabel("aligned")
         ax.set_title(f"{run.name} (n={len(frame)})", fontsize=10)
     fig.suptitle(f"judge: {runs[0].judge}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def misaligned_vs_compliance(points: list[dict], path: Path, thresholds: Thresholds) -> Path:
@@ -81,10 +83,7 @@ def misaligned_vs_compliance(points: list[dict], path: Path, thresholds: Thresho
                  f"{'; '.join(judges)}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def vulnerable_code(runs: list[RunResult], path: Path) -> Path:
@@ -108,10 +107,7 @@ def vulnerable_code(runs: list[RunResult], path: Path) -> Path:
     ax.set_title(f"Vulnerable code (95% bootstrap CI)\n{runs[0].judge}", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def judge_calibration(name: str, bins: list[dict], path: Path) -> Path:
@@ -131,10 +127,7 @@ def judge_calibration(name: str, bins: list[dict], path: Path) -> Path:
     ax.set_title(f"Judge calibration (leave-one-source-out)\n{name}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def misaligned_by_arm(rows: list[dict], path: Path, judge: str) -> Path:
@@ -149,10 +142,7 @@ def misaligned_by_arm(rows: list[dict], path: Path, judge: str) -> Path:
     ax.set_ylim(bottom=-0.02)
     ax.set_title(f"Misaligned answers by model (95% bootstrap CI)\njudge: {judge}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_curves(logs: dict[str, list[dict]], path: Path) -> Path:
@@ -175,10 +165,7 @@ def training_curves(logs: dict[str, list[dict]], path: Path) -> Path:
     for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def against_x(rows: list[dict], path: Path, xlabel: str = "x") -> Path:
@@ -197,7 +184,4 @@ def against_x(rows: list[dict], path: Path, xlabel: str = "x") -> Path:
         twin.plot(x, [r["projection_mean"] for r in rows], "s--", color="tab:blue", label="persona projection")
         twin.set_ylabel("mean projection on the persona direction", color="tab:blue")
     ax.set_title("Misaligned answers and persona projection", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
