@@ -202,6 +202,92 @@ def main() -> None:
     step("screen-code", screening("insecure", "secure"))
     step("from-prompts-misaligned-judged", from_prompts("misaligned", "offline"))
 
+    def screen_directions(bad_name, good_name, tag):
+        """Screening `bad_name` vs `good_name` with every direction at every layer. The sets' activations and the
+        model's own answers are read once and cached, so each direction costs a dot product. A same-domain direction
+        is fitted on rows whose prompts are not among the screened ones (the earlier `medical` file overlaps them);
+        the others never saw either set."""
+        from turncoat.persona.capture import mean_activations
+
+        def work():
+            bad, good = (subsample(load_chat(name), args.screen_n, 0) for name in (bad_name, good_name))
+            as_chats = [[m.model_dump(include={"role", "content"}) for m in c.messages] for c in [*bad, *good]]
+            bad_chats, good_chats = as_chats[:len(bad)], as_chats[len(bad):]
+            prompt_key = {json.dumps(c[:-1]) for c in as_chats}
+            unique_prompts = [json.loads(k) for k in sorted(prompt_key)]
+            cache = out / f"screen-{tag}-activations.npz"
+            if cache.exists():
+                saved = np.load(cache, allow_pickle=False)
+                act_bad, act_good, act_own = saved["bad"], saved["good"], saved["own"]
+                order = json.loads(str(saved["prompts"]))
+            else:
+                own = own_answers(model, unique_prompts, GenerationParams(max_new_tokens=64, temperature=0.0))
+                (out / f"screen-{tag}-own-answers.jsonl").write_text(
+                    "".join(json.dumps(c) + "\n" for c in own), encoding="utf-8")
+                act_own = mean_activations(model, own)
+                act_bad, act_good = mean_activations(model, bad_chats), mean_activations(model, good_chats)
+                order = [json.dumps(p) for p in unique_prompts]
+                np.savez(cache, bad=act_bad, good=act_good, own=act_own, prompts=json.dumps(order))
+            row_of = {k: i for i, k in enumerate(order)}
+            own_bad = act_own[[row_of[json.dumps(c[:-1])] for c in bad_chats]]
+            own_good = act_own[[row_of[json.dumps(c[:-1])] for c in good_chats]]
+            good_row = {json.dumps(c[:-1]): i for i, c in enumerate(good_chats)}
+            pairs = [(i, good_row[json.dumps(c[:-1])]) for i, c in enumerate(bad_chats)
+                     if json.dumps(c[:-1]) in good_row]
+            pair_bad, pair_good = (np.array(side, dtype=int) for side in zip(*pairs, strict=True))
+
+            disjoint_file = out / f"{tag}-disjoint.safetensors"
+            if not disjoint_file.exists():
+                rest = {name: [[m.model_dump(include={"role", "content"}) for m in c.messages]
+                               for c in load_chat(name) if json.dumps([m.model_dump(include={"role", "content"})
+                                                                       for m in c.messages][:-1]) not in prompt_key]
+                        for name in (bad_name, good_name)}
+                import random
+                picked = {name: random.Random(1).sample(rows, 200) for name, rows in rest.items()}
+                extract.from_texts(model, picked[bad_name], picked[good_name], fitted_on=f"{bad_name} minus "
+                                   f"{good_name}, 200 rows each whose prompts are not screened").save(disjoint_file)
+            other_domains_file = out / "bad-advice-other-domains.safetensors"
+            if not other_domains_file.exists():  # no medical text: risky-financial + extreme-sports answers minus
+                # the model's own answers to the same prompts (the screening contrast, learnt on other domains)
+                advice = [*chats("risky-financial", 100, 1), *chats("extreme-sports", 100, 1)]
+                mine = own_answers(model, [c[:-1] for c in advice],
+                                   GenerationParams(max_new_tokens=64, temperature=0.0))
+                extract.from_texts(model, advice, mine, fitted_on="risky-financial + extreme-sports (100 each) "
+                                   "minus the model's own greedy answers to the same prompts").save(other_domains_file)
+            directions = {"from-judged": judged_file, "bad-advice-other-domains": other_domains_file,
+                          "prompts-misaligned": out / "prompts-misaligned.safetensors",
+                          "prompts-trait-evil": out / "prompts-trait-evil-extract.safetensors",
+                          "diff-bad-medical-lora": out / "diff-bad-medical.safetensors",
+                          f"{tag}-disjoint": disjoint_file,
+                          **({"medical-disjoint": out / "medical-disjoint.safetensors"} if tag != "medical" else {})}
+            table = {}
+            for name, path in directions.items():
+                loaded_direction = Direction.load(path)
+                lay = loaded_direction.layers
+                diff_bad = project(act_bad[:, lay] - own_bad[:, lay], loaded_direction)
+                diff_good = project(act_good[:, lay] - own_good[:, lay], loaded_direction)
+                raw_bad = project(act_bad[:, lay], loaded_direction)
+                raw_good = project(act_good[:, lay], loaded_direction)
+                per_layer = {str(layer): {"difference": separation(diff_bad[:, j], diff_good[:, j]),
+                                          "example_only": separation(raw_bad[:, j], raw_good[:, j]),
+                                          "paired_bad_above_good": float(np.mean(diff_bad[pair_bad, j] >
+                                                                                 diff_good[pair_good, j]))
+                                          if pairs else None}
+                             for j, layer in enumerate(lay)}
+                best = loaded_direction.metadata.get("best_layer", lay[-1])
+                table[name] = {"layer_chosen_before_screening": best, "at_that_layer": per_layer[str(best)],
+                               "best_layer_on_screen_itself": max(
+                                   per_layer, key=lambda k: per_layer[k]["difference"]["auroc"]),
+                               "per_layer": per_layer,
+                               "fitted_on": {k: loaded_direction.metadata.get(k) for k in (
+                                   "method", "fitted_on", "positive", "negative")}}
+            return {"bad": bad_name, "good": good_name, "n": args.screen_n, "own_answer_tokens": 64,
+                    "same_prompt_pairs": len(pairs), "directions": table}
+        return work
+
+    step("screen-medical-directions", screen_directions("bad-medical", "good-medical", "medical"))
+    step("screen-code-directions", screen_directions("insecure", "secure", "code"))
+
 
 if __name__ == "__main__":
     main()
