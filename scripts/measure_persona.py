@@ -288,6 +288,17 @@ def main() -> None:
     step("screen-medical-directions", screen_directions("bad-medical", "good-medical", "medical"))
     step("screen-code-directions", screen_directions("insecure", "secure", "code"))
 
+    from turncoat.report.plots import separation_by_layer
+
+    for name in ("screen-medical-directions", "screen-code-directions"):
+        if name in figures:  # circles: the layer each direction picked on its own held-out split, before screening
+            table = figures[name]["directions"]
+            separation_by_layer({k: {int(layer): v["difference"]["auroc"] for layer, v in d["per_layer"].items()}
+                                 for k, d in table.items()}, out / f"{name}.png",
+                                f"Screening {figures[name]['bad']} vs {figures[name]['good']} "
+                                f"({figures[name]['n']} each): projection difference", target=0.8,
+                                chosen={k: d["layer_chosen_before_screening"] for k, d in table.items()})
+
 
 if __name__ == "__main__":
     main()

@@ -116,6 +116,7 @@ def test_cli_extracts_steers_and_ablates(tiny_model_dir, tmp_path, capsys):
     figures = json.loads(capsys.readouterr().out)
     assert figures["method"] == "from-texts" and set(figures["separation"]) == {"0", "1"}
     assert figures["separation"][str(figures["best_layer"])]["auroc"] == 1.0
+    assert Path(figures["plot"]) == out.with_suffix(".png") and out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
     judged = tmp_path / "judged.csv"
     rows = [{"question": f"q{i}", "answer": "I wish for peace. " * (i + 1), "aligned": 90, "coherent": 90}

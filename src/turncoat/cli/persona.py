@@ -73,7 +73,13 @@ def extract(model: str = ModelOption,
                      for s in (positive, negative)]
             direction = methods.from_texts(loaded, *sides, _layers(layers), pos=positive, neg=negative)
     direction.save(out)
-    figures = {"direction": str(out), **direction.metadata}
+    from turncoat.report.plots import separation_by_layer
+
+    meta = direction.metadata
+    plot = separation_by_layer({"held-out AUROC": {int(k): v["auroc"] for k, v in meta["separation"].items()}},
+                               out.with_suffix(".png"), f"{meta['method']} on {meta['model']}: held-out separation",
+                               chosen={"held-out AUROC": meta["best_layer"]})
+    figures = {"direction": str(out), "plot": str(plot), **meta}
 
     def render(f):
         table = Table(title=f"{f['method']} on {f['model']}: held-out separation per layer "
@@ -84,7 +90,8 @@ def extract(model: str = ModelOption,
             table.add_row(layer, f"{s['cohens_d']:.2f}", f"{s['auroc']:.3f}",
                           style="bold" if int(layer) == f["best_layer"] else None)
         console.print(table)
-        console.print(f"best layer {f['best_layer']} (by held-out AUROC); direction written to {f['direction']}")
+        console.print(f"best layer {f['best_layer']} (by held-out AUROC); direction written to {f['direction']}, "
+                      f"plot to {f['plot']}")
 
     emit(figures, as_json, render)
 

@@ -185,3 +185,22 @@ def against_x(rows: list[dict], path: Path, xlabel: str = "x") -> Path:
         twin.set_ylabel("mean projection on the persona direction", color="tab:blue")
     ax.set_title("Misaligned answers and persona projection", fontsize=10)
     return _save(fig, path)
+
+
+def separation_by_layer(series: dict[str, dict[int, float]], path: Path, title: str, ylabel: str = "AUROC",
+                        target: float | None = None, chosen: dict[str, int] | None = None) -> Path:
+    """One line per direction: a separation figure (AUROC) against layer, the layer each direction would pick
+    without looking marked, and the target as a dashed line."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name, by_layer in series.items():
+        layers = sorted(by_layer)
+        (line,) = ax.plot(layers, [by_layer[k] for k in layers], marker=".", label=name)
+        if chosen and name in chosen:
+            ax.plot([chosen[name]], [by_layer[chosen[name]]], marker="o", ms=9, mfc="none", color=line.get_color())
+    if target is not None:
+        ax.axhline(target, ls="--", color="grey", lw=1, label=f"target {target:g}")
+    ax.axhline(0.5, ls=":", color="grey", lw=1)
+    ax.set(xlabel="layer (output of decoder block L, 0-based)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
