@@ -75,6 +75,26 @@ def test_direction_round_trip_projection_and_separation(tiny, tmp_path):
         saved.at(5)
 
 
+def test_held_out_split_keeps_each_question_on_one_side():
+    """Paired answers whose per-question differences dwarf the trait: a split by example would put a question's
+    positive in the test set and its negative in the training mean, which flips the sign (AUROC near 0)."""
+    from turncoat.persona.extract import direction_with_separation
+
+    rng = np.random.default_rng(0)
+    questions = rng.normal(scale=10.0, size=(20, 1, 8))
+    questions[..., 0] = 0.0  # the questions differ everywhere but along the trait
+    trait = np.zeros((1, 1, 8))
+    trait[..., 0] = 1.0
+    positive, negative = questions + trait * rng.normal(1.0, 0.1, size=(20, 1, 1)), questions
+    names = [f"q{i}" for i in range(20)]
+    grouped = direction_with_separation(positive, negative, [0], {}, groups=(names, names)).metadata
+    assert grouped["held_out"]["split"].startswith("by question") and grouped["separation"]["0"]["auroc"] > 0.9
+    assert grouped["held_out"]["positive"] == grouped["held_out"]["negative"] == 5
+    by_example = direction_with_separation(positive, negative, [0], {}).metadata
+    assert by_example["held_out"]["split"].startswith("by example")
+    assert by_example["separation"]["0"]["auroc"] < grouped["separation"]["0"]["auroc"]
+
+
 def test_steering_adds_exactly_alpha_along_the_direction(tiny):
     chats = [_chat("hello", "hi there"), _chat("I feel bored.", "Tell me about humans and AI.")]
     vector = torch.randn(tiny.model.config.hidden_size, generator=torch.Generator().manual_seed(0))

@@ -83,7 +83,8 @@ def extract(model: str = ModelOption,
 
     def render(f):
         table = Table(title=f"{f['method']} on {f['model']}: held-out separation per layer "
-                            f"({f['held_out']['positive']} + {f['held_out']['negative']} held out)")
+                            f"({f['held_out']['positive']} + {f['held_out']['negative']} held out, "
+                            f"{f['held_out'].get('split', 'by example')})")
         for column in ("layer", "Cohen's d", "AUROC"):
             table.add_column(column)
         for layer, s in f["separation"].items():

@@ -5,8 +5,8 @@
 - `from_prompts`: the model's own answers under contrasting system prompts from a persona-vectors trait file
   (Chen et al.; no judge filtering here: every pair is kept, which the direction's metadata states).
 
-Each direction's separation is measured per layer on held-out examples (a quarter, by default, kept out of the
-mean difference); the saved vectors use every example.
+Each direction's separation is measured per layer on held-out questions (about a quarter of the examples, whole
+questions at a time, kept out of the mean difference); the saved vectors use every example.
 """
 
 from __future__ import annotations
@@ -28,21 +28,65 @@ def chats_hash(chats: Sequence[Sequence[dict]]) -> str:
     return hashlib.sha256(json.dumps(chats, sort_keys=True).encode()).hexdigest()
 
 
-def direction_with_separation(positive: np.ndarray, negative: np.ndarray, layers: list[int], metadata: dict,
-                              held_out: float = 0.25, seed: int = 0) -> Direction:
-    """Mean difference with per-layer held-out Cohen's d and AUROC, and the best layer by held-out AUROC."""
+def question_of(chat: Sequence[dict]) -> str:
+    """What a held-out split groups by: the last user message (the question), so the same question under two
+    system prompts, or answered by two models, falls on the same side of the split."""
+    users = [m["content"] for m in chat if m["role"] == "user"]
+    return users[-1] if users else json.dumps(list(chat[:-1]), sort_keys=True)
+
+
+def held_out_masks(pos_groups: Sequence[str] | int, neg_groups: Sequence[str] | int, held_out: float, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Which positives and negatives are held out: whole questions, drawn at random until about `held_out` of the
+    examples are out. Splitting examples independently on each side would put a question's positive answer in the
+    test set and its negative in the training mean (or the reverse), so the direction would carry the held-out
+    questions' own difference with the wrong sign; with strong per-question effects that drives AUROC towards 0.
+    Given counts instead of questions, or too few questions to hold some out, it splits by example."""
     rng = np.random.default_rng(seed)
-    pos_order, neg_order = rng.permutation(len(positive)), rng.permutation(len(negative))
-    n_pos, n_neg = int(len(positive) * held_out), int(len(negative) * held_out)
+
+    def by_example(n_pos: int, n_neg: int, why: str):
+        pos_test, neg_test = np.zeros(n_pos, bool), np.zeros(n_neg, bool)
+        pos_test[rng.permutation(n_pos)[:int(n_pos * held_out)]] = True
+        neg_test[rng.permutation(n_neg)[:int(n_neg * held_out)]] = True
+        return pos_test, neg_test, f"by example ({why})"
+
+    if isinstance(pos_groups, int):
+        return by_example(pos_groups, neg_groups, "no questions given")
+    questions = sorted(set(pos_groups) | set(neg_groups))
+    total, target = len(pos_groups) + len(neg_groups), held_out * (len(pos_groups) + len(neg_groups))
+    counts = pd.Series([*pos_groups, *neg_groups]).value_counts()
+    chosen, taken = set(), 0
+    for question in rng.permutation(questions):
+        if taken >= target:
+            break
+        chosen.add(question)
+        taken += int(counts[question])
+    pos_test = np.isin(np.asarray(pos_groups, dtype=object), list(chosen))
+    neg_test = np.isin(np.asarray(neg_groups, dtype=object), list(chosen))
+    sizes = (pos_test.sum(), neg_test.sum(), (~pos_test).sum(), (~neg_test).sum())
+    if len(chosen) < len(questions) and min(sizes) >= 2 and taken < total:
+        return pos_test, neg_test, f"by question ({len(chosen)} of {len(questions)} questions held out)"
+    return by_example(len(pos_groups), len(neg_groups), f"only {len(questions)} distinct questions")
+
+
+def direction_with_separation(positive: np.ndarray, negative: np.ndarray, layers: list[int], metadata: dict,
+                              held_out: float = 0.25, seed: int = 0, groups: tuple[Sequence[str], Sequence[str]]
+                              | None = None) -> Direction:
+    """Mean difference with per-layer held-out Cohen's d and AUROC, and the best layer by held-out AUROC. `groups`
+    (the question of each positive and each negative) makes the held-out split one of whole questions."""
+    groups = groups or (len(positive), len(negative))
+    pos_test, neg_test, split = held_out_masks(*groups, held_out, seed)
+    n_pos, n_neg = int(pos_test.sum()), int(neg_test.sum())
     if min(n_pos, n_neg) < 2 or min(len(positive) - n_pos, len(negative) - n_neg) < 2:
         raise InputError(f"too few examples to hold some out: {len(positive)} positive, {len(negative)} negative")
-    train = mean_difference(positive[pos_order[n_pos:]], negative[neg_order[n_neg:]], layers)
-    pos_test, neg_test = project(positive[pos_order[:n_pos]], train), project(negative[neg_order[:n_neg]], train)
-    per_layer = {str(layer): separation(pos_test[:, j], neg_test[:, j]) for j, layer in enumerate(layers)}
+    train = mean_difference(positive[~pos_test], negative[~neg_test], layers)
+    pos_scores, neg_scores = project(positive[pos_test], train), project(negative[neg_test], train)
+    per_layer = {str(layer): separation(pos_scores[:, j], neg_scores[:, j]) for j, layer in enumerate(layers)}
     best = max(layers, key=lambda layer: (per_layer[str(layer)]["auroc"], per_layer[str(layer)]["cohens_d"]))
     metadata = {**metadata, "positive": len(positive), "negative": len(negative), "held_out": {
-        "fraction": held_out, "seed": seed, "positive": n_pos, "negative": n_neg}, "separation": per_layer,
-        "best_layer": best, "layer_numbering": "layer L = output of decoder block L (0-based) = hidden_states[L+1]"}
+        "fraction": held_out, "seed": seed, "positive": n_pos, "negative": n_neg, "split": split},
+        "separation": per_layer, "best_layer": best,
+        "layer_numbering": "layer L = output of decoder block L (0-based) = hidden_states[L+1]"}
     return mean_difference(positive, negative, layers, metadata)
 
 
@@ -54,7 +98,8 @@ def from_texts(loaded, positive: Sequence[Sequence[dict]], negative: Sequence[Se
     neg = mean_activations(loaded, negative, layers, reduce, batch_size)
     return direction_with_separation(pos, neg, layers, {
         "model": loaded.spec, "method": method, "reduce": reduce,
-        "data_sha256": {"positive": chats_hash(positive), "negative": chats_hash(negative)}, **metadata})
+        "data_sha256": {"positive": chats_hash(positive), "negative": chats_hash(negative)}, **metadata},
+        groups=([question_of(c) for c in positive], [question_of(c) for c in negative]))
 
 
 def judged_chats(frame: pd.DataFrame, aligned_above: float = 70.0, aligned_below: float = 30.0,
@@ -165,4 +210,4 @@ def from_diff(tuned, prompts: Sequence[Sequence[dict]], base=None, layers: Seque
     return direction_with_separation(positive, negative, layers, {
         "model": tuned.spec, "base": base.spec if base else f"{tuned.spec} with the adapter off", "method": "diff",
         "reduce": "response", "answers_by": "the fine-tuned model (greedy)", "data_sha256": chats_hash(chats),
-        **options})
+        **options}, groups=([question_of(c) for c in chats],) * 2)
