@@ -3,7 +3,7 @@
 - `from_texts`: two sets of chats read by the model (e.g. known misaligned vs aligned answers, bad vs good advice);
 - `from_judged`: a judged run's misaligned answers vs its clearly aligned ones (Soligo et al.);
 - `from_prompts`: the model's own answers under contrasting system prompts from a persona-vectors trait file
-  (Chen et al.; no judge filtering here: every pair is kept, which the direction's metadata states).
+  (Chen et al.; with a judge only the pairs it confirms are kept, without one every pair; the metadata says which).
 
 Each direction's separation is measured per layer on held-out questions (about a quarter of the examples, whole
 questions at a time, kept out of the mean difference); the saved vectors use every example.
