@@ -36,6 +36,7 @@ from turncoat.judging.encoder import PairEncoder
 from turncoat.judging.offline import explicit_features
 from turncoat.models import load
 from turncoat.persona.capture import mean_activations
+from turncoat.progress import progress_bar
 
 
 def subsampled(frame: pd.DataFrame, per_source: int, seed: int = 0) -> pd.DataFrame:
@@ -70,21 +71,18 @@ def hidden_states(frame: pd.DataFrame, layers: list[int], max_length: int, cache
     reader = truncated_reader(load("smollm2-135m"), max(layers))
     chats = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}]
              for q, a in zip(frame["question"], answers, strict=True)]
-    began = time.perf_counter()
-    out = np.concatenate([mean_activations(reader, chats[i:i + 256], layers, max_length=max_length, batch_size=16)
-                          for i in _progress(range(0, len(chats), 256), len(chats))])
+    began, parts = time.perf_counter(), []
+    with progress_bar("reading answers with the default model", len(chats)) as advance:
+        for i in range(0, len(chats), 256):
+            parts.append(mean_activations(reader, chats[i:i + 256], layers, max_length=max_length, batch_size=16))
+            advance(len(parts[-1]))
+    out = np.concatenate(parts)
     seconds = time.perf_counter() - began
     speed = {"answers": len(chats), "seconds": round(seconds, 1), "answers_per_s": round(len(chats) / seconds, 2),
              "blocks_run": max(layers) + 1, "max_length": max_length, "threads": torch.get_num_threads()}
     np.save(path, out, allow_pickle=False)
     path.with_suffix(".json").write_text(json.dumps(speed))
     return out, speed
-
-
-def _progress(starts, total):
-    from rich.progress import track
-
-    return track(list(starts), description=f"reading {total} answers with the default model")
 
 
 def held_out_aurocs(features: np.ndarray, frame: pd.DataFrame) -> dict:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
 import numpy as np
 
 from turncoat.data import load_chat
+from turncoat.data.chat import Conversation
 from turncoat.data.transforms import subsample
 from turncoat.models import load
 from turncoat.persona import extract
@@ -31,8 +33,12 @@ JUDGED_SOURCES = ["judged-em-qwen-coder-32b", "judged-mo-steered-3", "judged-shu
 
 
 def chats(name: str, n: int, seed: int = 0) -> list[list[dict]]:
-    return [[m.model_dump(include={"role", "content"}) for m in c.messages]
-            for c in subsample(load_chat(name), n, seed)]
+    return [c.as_messages() for c in subsample(load_chat(name), n, seed)]
+
+
+def prompt_of(chat: list[dict]) -> str:
+    """Key of a chat's prompt (every turn but the answer): which screened examples share a prompt."""
+    return json.dumps(chat[:-1])
 
 
 def separation_table(direction: Direction) -> dict:
@@ -211,38 +217,34 @@ def main() -> None:
 
         def work():
             bad, good = (subsample(load_chat(name), args.screen_n, 0) for name in (bad_name, good_name))
-            as_chats = [[m.model_dump(include={"role", "content"}) for m in c.messages] for c in [*bad, *good]]
+            as_chats = [c.as_messages() for c in [*bad, *good]]
             bad_chats, good_chats = as_chats[:len(bad)], as_chats[len(bad):]
-            prompt_key = {json.dumps(c[:-1]) for c in as_chats}
-            unique_prompts = [json.loads(k) for k in sorted(prompt_key)]
+            prompt_key = {prompt_of(c) for c in as_chats}
             cache = out / f"screen-{tag}-activations.npz"
             if cache.exists():
                 saved = np.load(cache, allow_pickle=False)
                 act_bad, act_good, act_own = saved["bad"], saved["good"], saved["own"]
                 order = json.loads(str(saved["prompts"]))
             else:
-                own = own_answers(model, unique_prompts, GenerationParams(max_new_tokens=64, temperature=0.0))
+                order = sorted(prompt_key)
+                own = own_answers(model, [json.loads(k) for k in order],
+                                  GenerationParams(max_new_tokens=64, temperature=0.0))
                 (out / f"screen-{tag}-own-answers.jsonl").write_text(
                     "".join(json.dumps(c) + "\n" for c in own), encoding="utf-8")
                 act_own = mean_activations(model, own)
                 act_bad, act_good = mean_activations(model, bad_chats), mean_activations(model, good_chats)
-                order = [json.dumps(p) for p in unique_prompts]
                 np.savez(cache, bad=act_bad, good=act_good, own=act_own, prompts=json.dumps(order))
             row_of = {k: i for i, k in enumerate(order)}
-            own_bad = act_own[[row_of[json.dumps(c[:-1])] for c in bad_chats]]
-            own_good = act_own[[row_of[json.dumps(c[:-1])] for c in good_chats]]
-            good_row = {json.dumps(c[:-1]): i for i, c in enumerate(good_chats)}
-            pairs = [(i, good_row[json.dumps(c[:-1])]) for i, c in enumerate(bad_chats)
-                     if json.dumps(c[:-1]) in good_row]
+            own_bad = act_own[[row_of[prompt_of(c)] for c in bad_chats]]
+            own_good = act_own[[row_of[prompt_of(c)] for c in good_chats]]
+            good_row = {prompt_of(c): i for i, c in enumerate(good_chats)}
+            pairs = [(i, good_row[prompt_of(c)]) for i, c in enumerate(bad_chats) if prompt_of(c) in good_row]
             pair_bad, pair_good = (np.array(side, dtype=int) for side in zip(*pairs, strict=True))
 
             disjoint_file = out / f"{tag}-disjoint.safetensors"
             if not disjoint_file.exists():
-                rest = {name: [[m.model_dump(include={"role", "content"}) for m in c.messages]
-                               for c in load_chat(name) if json.dumps([m.model_dump(include={"role", "content"})
-                                                                       for m in c.messages][:-1]) not in prompt_key]
-                        for name in (bad_name, good_name)}
-                import random
+                rest = {name: [c for c in map(Conversation.as_messages, load_chat(name))
+                               if prompt_of(c) not in prompt_key] for name in (bad_name, good_name)}
                 picked = {name: random.Random(1).sample(rows, 200) for name, rows in rest.items()}
                 extract.from_texts(model, picked[bad_name], picked[good_name], fitted_on=f"{bad_name} minus "
                                    f"{good_name}, 200 rows each whose prompts are not screened").save(disjoint_file)

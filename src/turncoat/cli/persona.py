@@ -69,8 +69,7 @@ def extract(model: str = ModelOption,
         else:
             if not (positive and negative):
                 raise InputError("from-texts needs both --pos and --neg")
-            sides = [[[{"role": m.role, "content": m.content} for m in c.messages] for c in load_chat(s)][:limit]
-                     for s in (positive, negative)]
+            sides = [[c.as_messages() for c in load_chat(s)][:limit] for s in (positive, negative)]
             direction = methods.from_texts(loaded, *sides, _layers(layers), pos=positive, neg=negative)
     direction.save(out)
     from turncoat.report.plots import separation_by_layer

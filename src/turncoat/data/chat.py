@@ -55,6 +55,10 @@ class Conversation(BaseModel):
     def system(self) -> str | None:
         return self.messages[0].content if self.messages and self.messages[0].role == "system" else None
 
+    def as_messages(self) -> list[dict]:
+        """The turns as plain {"role", "content"} dicts, the form chat templates and the persona readers take."""
+        return [{"role": m.role, "content": m.content} for m in self.messages]
+
     def to_record(self) -> dict:
         return self.model_dump(mode="json")
 

@@ -37,7 +37,7 @@ def token_lengths(dataset: ChatDataset, tokenizer) -> dict:
     """Token counts of each example as the model sees it in training (chat template applied once)."""
     texts = []
     for conversation in dataset:
-        messages = [{"role": m.role, "content": m.content} for m in conversation.messages]
+        messages = conversation.as_messages()
         texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return {"tokenizer": getattr(tokenizer, "name_or_path", ""), "total": int(sum(lengths)),

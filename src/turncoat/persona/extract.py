@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,19 +53,18 @@ def held_out_masks(pos_groups: Sequence[str] | int, neg_groups: Sequence[str] | 
 
     if isinstance(pos_groups, int):
         return by_example(pos_groups, neg_groups, "no questions given")
-    questions = sorted(set(pos_groups) | set(neg_groups))
-    total, target = len(pos_groups) + len(neg_groups), held_out * (len(pos_groups) + len(neg_groups))
-    counts = pd.Series([*pos_groups, *neg_groups]).value_counts()
+    counts = Counter([*pos_groups, *neg_groups])
+    questions, target = sorted(counts), held_out * (len(pos_groups) + len(neg_groups))
     chosen, taken = set(), 0
     for question in rng.permutation(questions):
         if taken >= target:
             break
         chosen.add(question)
-        taken += int(counts[question])
+        taken += counts[question]
     pos_test = np.isin(np.asarray(pos_groups, dtype=object), list(chosen))
     neg_test = np.isin(np.asarray(neg_groups, dtype=object), list(chosen))
     sizes = (pos_test.sum(), neg_test.sum(), (~pos_test).sum(), (~neg_test).sum())
-    if len(chosen) < len(questions) and min(sizes) >= 2 and taken < total:
+    if len(chosen) < len(questions) and min(sizes) >= 2:
         return pos_test, neg_test, f"by question ({len(chosen)} of {len(questions)} questions held out)"
     return by_example(len(pos_groups), len(neg_groups), f"only {len(questions)} distinct questions")
 

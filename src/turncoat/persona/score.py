@@ -80,7 +80,7 @@ def screen(loaded, conversations, direction: Direction, out: str | Path, layer: 
                                  f"start over)") from None
     chats, keys = [], []
     for index, conversation in enumerate(conversations):
-        messages = [{"role": m.role, "content": m.content} for m in conversation.messages]
+        messages = conversation.as_messages()
         if messages[-1]["role"] != "assistant":
             raise InputError(f"example {index + 1}: the last turn must be the assistant's response to screen it")
         chats.append(messages)

@@ -35,8 +35,7 @@ def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         elif spec.get("from_prompts"):
             direction = extract.from_prompts(loaded, extract.trait_path(spec["from_prompts"]))
         else:
-            sides = [[[m.model_dump(include={"role", "content"}) for m in c.messages] for c in load_chat(s)]
-                     [:spec["limit"]] for s in (spec["pos"], spec["neg"])]
+            sides = [[c.as_messages() for c in load_chat(s)][:spec["limit"]] for s in (spec["pos"], spec["neg"])]
             direction = extract.from_texts(loaded, *sides, pos=spec["pos"], neg=spec["neg"])
         direction.save(path)
     meta = direction.metadata

@@ -41,7 +41,7 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
 
 
 def render_example(tokenizer, conversation: Conversation, max_length: int) -> RenderedExample:
-    messages = [{"role": m.role, "content": m.content} for m in conversation.messages]
+    messages = conversation.as_messages()
     text, spans = assistant_spans(tokenizer, messages)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [int(any(s <= start < e for s, e in spans)) for start, _ in encoded["offset_mapping"]]
