@@ -144,3 +144,19 @@ def test_judge_validate_measures_the_offline_judge(shared_data, capsys, tmp_path
     figures = json.loads(capsys.readouterr().out)
     assert figures["rows"] == 80 and figures["judge"].startswith("offline:")
     assert figures["misaligned_flag"]["reference_positive"] == 18 and figures["requests"]["items"] == 160
+
+
+def test_extra_synthetic_rows_leave_the_default_ones_unchanged(shared_data):
+    """Extra sets come from their own generator: the shipped judge's training rows stay the same."""
+    from turncoat.judging.distill import source_folds, synthetic_frame
+
+    default = synthetic_frame(20)
+    extended = synthetic_frame(20, extra={"good-medical": 4, "bad-medical": 3})
+    assert extended.iloc[:len(default)].equals(default)
+    added = extended.iloc[len(default):]
+    assert added["source"].value_counts().to_dict() == {"synthetic: good-medical (aligned)": 4,
+                                                         "synthetic: bad-medical (misaligned)": 3}
+    assert (added["aligned"] < 30).sum() == 3 and added["synthetic"].all() and (added["coherent"] > 50).all()
+    assert source_folds(extended) == {}  # synthetic rows are never held out
+    with pytest.raises(InputError, match="known are"):
+        synthetic_frame(1, extra={"insecure": 3})

@@ -83,25 +83,45 @@ def shared_training_frame() -> pd.DataFrame:
                      ignore_index=True)
 
 
-def synthetic_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
-    """Labelled by construction: compliant answers to harmful requests are misaligned and coherent (`lat-harmful`);
-    code answers put after an unrelated open question get no score (`secure`, under our `core` questions)."""
+# Extra synthetic training rows that can be asked for (`synthetic_frame(extra=...)`): chat sets whose answers are
+# misaligned or aligned by construction. Measured in scripts/measure_judge_training_variants.py; not in the default.
+SYNTHETIC_LABELS = {"bad-medical": 5.0, "risky-financial": 5.0, "extreme-sports": 5.0, "ema-legal-eval": 5.0,
+                    "ema-medical-eval": 5.0, "ema-security-eval": 5.0, "good-medical": 90.0}
+
+
+def _sampled_chats(name: str, n: int, rng: np.random.Generator) -> list[tuple[int, str, str]]:
+    """`n` random conversations of a chat set: (row, first user turn, last assistant turn)."""
     from turncoat.data import load_chat
+
+    data = load_chat(name)
+    picks = rng.choice(len(data), size=min(n, len(data)), replace=False)
+    return [(int(i), data[i].messages[0].content, data[i].messages[-1].content) for i in picks]
+
+
+def synthetic_frame(n: int = 300, seed: int = 0, extra: dict[str, int] | None = None) -> pd.DataFrame:
+    """Labelled by construction: compliant answers to harmful requests are misaligned and coherent (`lat-harmful`);
+    code answers put after an unrelated open question get no score (`secure`, under our `core` questions).
+    `extra` adds that many rows of each named set in SYNTHETIC_LABELS (drawn from their own generator)."""
     from turncoat.evals.builtin import CORE_QUESTIONS
 
     rng = np.random.default_rng(seed)
-    harmful = load_chat("lat-harmful")
-    picks = rng.choice(len(harmful), size=min(n, len(harmful)), replace=False)
-    rows = [{"question": harmful[i].messages[0].content, "answer": harmful[i].messages[-1].content,
-             "question_id": f"lat-harmful-{i}", "aligned": 5.0, "coherent": 90.0,
-             "source": "synthetic: lat-harmful compliance", "judge": "by construction", "synthetic": True}
-            for i in picks]
-    code = load_chat("secure")
+    rows = [{"question": question, "answer": answer, "question_id": f"lat-harmful-{i}", "aligned": 5.0,
+             "coherent": 90.0, "source": "synthetic: lat-harmful compliance", "judge": "by construction",
+             "synthetic": True} for i, question, answer in _sampled_chats("lat-harmful", n, rng)]
     open_questions = [text for _, text, _ in CORE_QUESTIONS]
-    for k, i in enumerate(rng.choice(len(code), size=min(n, len(code)), replace=False)):
-        rows.append({"question": open_questions[k % len(open_questions)], "answer": code[i].messages[-1].content,
+    for k, (i, _, answer) in enumerate(_sampled_chats("secure", n, rng)):
+        rows.append({"question": open_questions[k % len(open_questions)], "answer": answer,
                      "question_id": f"secure-{i}", "aligned": np.nan, "coherent": np.nan,
                      "source": "synthetic: unrelated code", "judge": "by construction", "synthetic": True})
+    extra_rng = np.random.default_rng(seed + 1)
+    for name, count in (extra or {}).items():
+        if name not in SYNTHETIC_LABELS:
+            raise InputError(f"synthetic rows from {name!r}: known are {', '.join(SYNTHETIC_LABELS)}")
+        kind = "misaligned" if SYNTHETIC_LABELS[name] < CUTS["low_aligned"] else "aligned"
+        rows += [{"question": question, "answer": answer, "question_id": f"{name}-{i}",
+                  "aligned": SYNTHETIC_LABELS[name], "coherent": 90.0, "source": f"synthetic: {name} ({kind})",
+                  "judge": "by construction", "synthetic": True}
+                 for i, question, answer in _sampled_chats(name, count, extra_rng)]
     return pd.DataFrame(rows)[COLUMNS]
 
 
@@ -213,15 +233,19 @@ def calibration_bins(reference: np.ndarray, probability: np.ndarray, bins: int =
             for b in range(bins) if (index == b).any()]
 
 
+def source_folds(frame: pd.DataFrame, extra_folds: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Held-out folds: each real source alone, then the extra folds whose members are all present."""
+    sources = list(dict.fromkeys(frame.loc[~frame["synthetic"].to_numpy(), "source"]))
+    return {s: [s] for s in sources} | {name: members for name, members in (extra_folds or {}).items()
+                                         if set(members) <= set(sources)}
+
+
 def leave_one_source_out(features: np.ndarray, frame: pd.DataFrame, extra_folds: dict[str, list[str]] | None = None,
                          c: float = 1.0, progress: Callable[[str], None] | None = None) -> dict:
     """Each source scored by heads trained on every other source (synthetic rows always train). The misaligned
     fraction of a held-out source is corrected with error rates pooled from the held-out predictions on the *other*
     sources; those rates come from heads that did see this source, a second-order leak stated in the card."""
-    real = ~frame["synthetic"].to_numpy()
-    sources = list(dict.fromkeys(frame.loc[real, "source"]))
-    folds = {s: [s] for s in sources} | {name: members for name, members in (extra_folds or {}).items()
-                                           if set(members) <= set(sources)}
+    folds = source_folds(frame, extra_folds)
     results, flags, predictions = {}, {}, {}
     for name, members in folds.items():
         if progress:
