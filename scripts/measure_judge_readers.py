@@ -1,14 +1,16 @@
-"""Issue #8: does the default model's own residual stream read misalignment better than the shipped judge's
-MiniLM embeddings, on judged sources it never saw?
+"""Issue #8: does the default model's own residual stream, or a fine-tuned encoder, read misalignment better than
+the shipped judge's frozen MiniLM embeddings, on judged sources it never saw?
 
-    TURNCOAT_DATA=../shared/data .venv/bin/python scripts/measure_judge_readers.py [--per-deepseek 400]
+    TURNCOAT_DATA=../shared/data .venv/bin/python scripts/measure_judge_readers.py [--per-deepseek 400] [--finetune]
 
 Both readers feed the same logistic heads (`fit_heads`) and are validated leave-one-source-out on the same rows and
 folds as the shipped judge. The deepseek sources (2,400 answers each, 12 misaligned in all) are subsampled so the
 135M model can read everything on 2 cores: every misaligned answer is kept plus N random others per source. AUROC
 on that subsample estimates AUROC on the whole source; precision does not (the prevalence changes), so readers are
 compared by AUROC only. The hidden-state reader runs the model only up to the deepest layer read, without the
-vocabulary head, and its speed is measured. Figures go to `--out`/figures.json (no answers are written).
+vocabulary head, and its speed is measured. `--finetune` adds the cross-encoder: MiniLM with a classification head,
+fine-tuned (transformers' Trainer) on the misaligned flag of the (question, answer) pairs of every other source, once
+per fold. Figures go to `--out`/figures.json (no answers are written).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from turncoat.judging.distill import (
     leave_one_source_out,
     reference_flags,
     shared_training_frame,
+    source_folds,
     synthetic_frame,
 )
-from turncoat.judging.encoder import PairEncoder
+from turncoat.judging.encoder import MINILM, PairEncoder
 from turncoat.judging.offline import explicit_features
 from turncoat.models import load
 from turncoat.persona.capture import mean_activations
@@ -41,7 +44,7 @@ from turncoat.progress import progress_bar
 
 def subsampled(frame: pd.DataFrame, per_source: int, seed: int = 0) -> pd.DataFrame:
     """Every row of the small sources; of each deepseek source its misaligned rows plus `per_source` others."""
-    deepseek = set(EXTRA_FOLDS["all deepseek-chat sources"])
+    deepseek = EXTRA_FOLDS["all deepseek-chat sources"]  # a list: its order fixes the draws (a set's would not)
     misaligned = reference_flags(frame)
     keep = ~frame["source"].isin(deepseek).to_numpy() | misaligned
     rng = np.random.default_rng(seed)
@@ -93,12 +96,69 @@ def held_out_aurocs(features: np.ndarray, frame: pd.DataFrame) -> dict:
             "min_auroc": float(np.min(defined)), "pooled_error_rates": validation["pooled_error_rates"]}
 
 
+def finetuned_cross_encoder(frame: pd.DataFrame, epochs: float, learning_rate: float, max_length: int,
+                            seed: int = 0) -> dict:
+    """Held-out AUROC of MiniLM fine-tuned on the misaligned flag of the other sources' (question, answer) pairs."""
+    import tempfile
+
+    from datasets import Dataset
+    from sklearn.metrics import roc_auc_score
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(MINILM.folder())
+    encoded = tokenizer(frame["question"].tolist(), frame["answer"].tolist(), truncation="longest_first",
+                        max_length=max_length)
+    labels = reference_flags(frame).astype(int)
+    rows = Dataset.from_dict({**encoded, "labels": labels.tolist()})
+    folds, timings, scored_per_second = {}, {}, []
+    for name, members in source_folds(frame, EXTRA_FOLDS).items():
+        held = frame["source"].isin(members).to_numpy()
+        if labels[held].all() or not labels[held].any():  # AUROC undefined: not worth a CPU fine-tune
+            folds[name] = None
+            continue
+        model = AutoModelForSequenceClassification.from_pretrained(MINILM.folder(), num_labels=2,
+                                                                   use_safetensors=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            arguments = TrainingArguments(output_dir=scratch, per_device_train_batch_size=16,
+                                          per_device_eval_batch_size=64, learning_rate=learning_rate,
+                                          num_train_epochs=epochs, warmup_steps=0.1, weight_decay=0.01,
+                                          logging_steps=25, save_strategy="no", report_to=[], use_cpu=True,
+                                          seed=seed)
+            trainer = Trainer(model=model, args=arguments, train_dataset=rows.select(np.flatnonzero(~held)),
+                              data_collator=DataCollatorWithPadding(tokenizer))
+            began = time.perf_counter()
+            trainer.train()
+            trained = time.perf_counter() - began
+            began = time.perf_counter()
+            logits = trainer.predict(rows.select(np.flatnonzero(held))).predictions
+            scored_per_second.append(held.sum() / (time.perf_counter() - began))
+        probability = torch.softmax(torch.from_numpy(logits), -1)[:, 1].numpy()
+        y = labels[held]
+        folds[name] = float(roc_auc_score(y, probability)) if 0 < y.sum() < len(y) else None
+        timings[name] = round(trained, 1)
+        print(f"fine-tuned cross-encoder, held out {name}: AUROC {folds[name]} ({trained:.0f} s training)",
+              flush=True)
+    defined = [v for v in folds.values() if v is not None]  # the same mean as `held_out_aurocs`
+    return {"per_source": folds, "mean_auroc": float(np.mean(defined)), "min_auroc": float(np.min(defined)),
+            "training_seconds": timings, "answers_per_s_scoring": round(float(np.median(scored_per_second)), 1),
+            "epochs": epochs, "learning_rate": learning_rate, "max_length": max_length}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/judge-readers"))
     parser.add_argument("--per-deepseek", type=int, default=400)
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 7, 11, 15])
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--finetune", action="store_true", help="also fine-tune MiniLM as a cross-encoder per fold")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     frame = subsampled(pd.concat([shared_training_frame(), synthetic_frame(300)], ignore_index=True),
@@ -124,6 +184,9 @@ def main() -> None:
               + ", ".join(f"{s.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}"
                           for s, v in row["per_source"].items())
               + f" ({time.perf_counter() - began:.0f} s)", flush=True)
+    if args.finetune:
+        name = "fine-tuned MiniLM cross-encoder (question, answer)"
+        figures["readers"][name] = finetuned_cross_encoder(frame, args.epochs, args.learning_rate, args.max_length)
     (args.out / "figures.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=1))
 
