@@ -10,7 +10,9 @@ on that subsample estimates AUROC on the whole source; precision does not (the p
 compared by AUROC only. The hidden-state reader runs the model only up to the deepest layer read, without the
 vocabulary head, and its speed is measured. `--finetune` adds the cross-encoder: MiniLM with a classification head,
 fine-tuned (transformers' Trainer) on the misaligned flag of the (question, answer) pairs of every other source, once
-per fold. Figures go to `--out`/figures.json (no answers are written).
+per fold. `--directions FILE...` scores each held-out source by a persona direction's projection alone (no
+training: a direction made without the judged labels, e.g. by `turncoat persona extract --from-prompts`, is a
+feature that cannot have memorised any source). Figures go to `--out`/figures.json (no answers are written).
 """
 
 from __future__ import annotations
@@ -96,6 +98,26 @@ def held_out_aurocs(features: np.ndarray, frame: pd.DataFrame) -> dict:
             "min_auroc": float(np.min(defined)), "pooled_error_rates": validation["pooled_error_rates"]}
 
 
+def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame, direction_file: Path) -> dict:
+    """Per layer read and held-out fold: AUROC of the answers' projection on the direction (higher = misaligned)."""
+    from sklearn.metrics import roc_auc_score
+
+    from turncoat.persona.directions import Direction
+
+    direction, labels = Direction.load(direction_file), reference_flags(frame)
+    out = {}
+    for j, layer in enumerate(layers):
+        projection = hidden[:, j] @ direction.at(layer)
+        out[layer] = {}
+        for name, members in source_folds(frame, EXTRA_FOLDS).items():
+            held = frame["source"].isin(members).to_numpy()
+            y = labels[held]
+            out[layer][name] = float(roc_auc_score(y, projection[held])) if 0 < y.sum() < len(y) else None
+        print(f"projection on {direction_file.stem}, layer {layer}: " + ", ".join(
+            f"{s.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}" for s, v in out[layer].items()), flush=True)
+    return out
+
+
 def finetuned_cross_encoder(frame: pd.DataFrame, epochs: float, learning_rate: float, max_length: int,
                             seed: int = 0) -> dict:
     """Held-out AUROC of MiniLM fine-tuned on the misaligned flag of the other sources' (question, answer) pairs."""
@@ -156,6 +178,8 @@ def main() -> None:
     parser.add_argument("--per-deepseek", type=int, default=400)
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 7, 11, 15])
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--directions", type=Path, nargs="*", default=[],
+                        help="persona direction files (safetensors) whose projection scores each held-out source")
     parser.add_argument("--finetune", action="store_true", help="also fine-tune MiniLM as a cross-encoder per fold")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--learning-rate", type=float, default=3e-5)
@@ -184,6 +208,8 @@ def main() -> None:
               + ", ".join(f"{s.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}"
                           for s, v in row["per_source"].items())
               + f" ({time.perf_counter() - began:.0f} s)", flush=True)
+    figures["persona_projections"] = {str(path): projection_aurocs(hidden, args.layers, frame, path)
+                                      for path in args.directions}
     if args.finetune:
         name = "fine-tuned MiniLM cross-encoder (question, answer)"
         figures["readers"][name] = finetuned_cross_encoder(frame, args.epochs, args.learning_rate, args.max_length)
