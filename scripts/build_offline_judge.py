@@ -14,7 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -24,6 +23,7 @@ from turncoat.judging.distill import (
     distill,
     leave_one_source_out,
     shared_training_frame,
+    single_source_mean_auroc,
     synthetic_frame,
 )
 from turncoat.judging.encoder import PairEncoder
@@ -37,14 +37,8 @@ CANDIDATES = {
 }
 
 
-def mean_auroc(validation: dict) -> float:
-    values = [f["auroc"] for name, f in validation["folds"].items() if f["auroc"] is not None
-              and name not in EXTRA_FOLDS]
-    return float(np.mean(values))
-
-
 def summary(validation: dict) -> dict:
-    return {"mean_auroc": mean_auroc(validation),
+    return {"mean_auroc": single_source_mean_auroc({name: f["auroc"] for name, f in validation["folds"].items()}),
             "folds": {name: {"auroc": f["auroc"], "f1": f["flag"]["f1"], "corrected_error_pp": f["corrected_error_pp"]}
                       for name, f in validation["folds"].items()},
             "pooled_error_rates": validation["pooled_error_rates"]}

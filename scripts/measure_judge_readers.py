@@ -30,7 +30,9 @@ import torch
 
 from turncoat.judging.distill import (
     EXTRA_FOLDS,
+    auroc_or_none,
     cached_features,
+    fold_line,
     leave_one_source_out,
     reference_flags,
     shared_training_frame,
@@ -100,8 +102,6 @@ def held_out_aurocs(features: np.ndarray, frame: pd.DataFrame) -> dict:
 
 def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame, direction_file: Path) -> dict:
     """Per layer read and held-out fold: AUROC of the answers' projection on the direction (higher = misaligned)."""
-    from sklearn.metrics import roc_auc_score
-
     from turncoat.persona.directions import Direction
 
     direction, labels = Direction.load(direction_file), reference_flags(frame)
@@ -111,10 +111,8 @@ def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame
         out[layer] = {}
         for name, members in source_folds(frame, EXTRA_FOLDS).items():
             held = frame["source"].isin(members).to_numpy()
-            y = labels[held]
-            out[layer][name] = float(roc_auc_score(y, projection[held])) if 0 < y.sum() < len(y) else None
-        print(f"projection on {direction_file.stem}, layer {layer}: " + ", ".join(
-            f"{s.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}" for s, v in out[layer].items()), flush=True)
+            out[layer][name] = auroc_or_none(labels[held], projection[held])
+        print(f"projection on {direction_file.stem}, layer {layer}: {fold_line(out[layer])}", flush=True)
     return out
 
 
@@ -124,7 +122,6 @@ def finetuned_cross_encoder(frame: pd.DataFrame, epochs: float, learning_rate: f
     import tempfile
 
     from datasets import Dataset
-    from sklearn.metrics import roc_auc_score
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -161,8 +158,7 @@ def finetuned_cross_encoder(frame: pd.DataFrame, epochs: float, learning_rate: f
             logits = trainer.predict(rows.select(np.flatnonzero(held))).predictions
             scored_per_second.append(held.sum() / (time.perf_counter() - began))
         probability = torch.softmax(torch.from_numpy(logits), -1)[:, 1].numpy()
-        y = labels[held]
-        folds[name] = float(roc_auc_score(y, probability)) if 0 < y.sum() < len(y) else None
+        folds[name] = auroc_or_none(labels[held], probability)
         timings[name] = round(trained, 1)
         print(f"fine-tuned cross-encoder, held out {name}: AUROC {folds[name]} ({trained:.0f} s training)",
               flush=True)
@@ -205,8 +201,7 @@ def main() -> None:
         figures["readers"][name] = held_out_aurocs(features, frame)
         row = figures["readers"][name]
         print(f"{name}: mean {row['mean_auroc']:.3f}, min {row['min_auroc']:.3f} | "
-              + ", ".join(f"{s.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}"
-                          for s, v in row["per_source"].items())
+              + fold_line(row["per_source"])
               + f" ({time.perf_counter() - began:.0f} s)", flush=True)
     figures["persona_projections"] = {str(path): projection_aurocs(hidden, args.layers, frame, path)
                                       for path in args.directions}

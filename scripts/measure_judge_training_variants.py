@@ -25,8 +25,10 @@ import torch
 from turncoat.judging.distill import (
     EXTRA_FOLDS,
     cached_features,
+    fold_line,
     leave_one_source_out,
     shared_training_frame,
+    single_source_mean_auroc,
     synthetic_frame,
 )
 from turncoat.judging.encoder import PairEncoder
@@ -73,15 +75,15 @@ def main() -> None:
         began = time.perf_counter()
         folds = leave_one_source_out(features, frame, EXTRA_FOLDS, c=c)
         per_source = {s: f["auroc"] for s, f in folds["folds"].items()}
-        defined = [v for s, v in per_source.items() if v is not None and s not in EXTRA_FOLDS]
         figures["variants"][name] = {
-            "training_rows": int(len(frame)), "mean_auroc": float(np.mean(defined)), "per_source_auroc": per_source,
+            "training_rows": int(len(frame)), "mean_auroc": single_source_mean_auroc(per_source),
+            "per_source_auroc": per_source,
             "persona_flagged_fraction": folds["folds"][PERSONA]["raw_fraction"],
             "steered_corrected_error_pp": folds["folds"][STEERED]["corrected_error_pp"],
             "pooled_error_rates": folds["pooled_error_rates"]}
         row = figures["variants"][name]
         print(f"{name}: mean AUROC {row['mean_auroc']:.3f} | "
-              + ", ".join(f"{s.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}" for s, v in per_source.items())
+              + fold_line(per_source)
               + f" | persona flagged {row['persona_flagged_fraction']:.3f}, steered corrected error "
               f"{row['steered_corrected_error_pp']:.1f} pp, pooled sensitivity "
               f"{row['pooled_error_rates']['sensitivity']:.3f} ({time.perf_counter() - began:.0f} s)", flush=True)

@@ -203,18 +203,22 @@ def reference_flags(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) 
     return flag(frame, thresholds)["misaligned"].to_numpy()
 
 
+def auroc_or_none(reference: np.ndarray, score: np.ndarray) -> float | None:
+    """AUROC of `score` against the boolean `reference`; None where `reference` holds one class (undefined)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(reference, score)) if 0 < reference.sum() < len(reference) else None
+
+
 def evaluate_heads(heads: OfflineHeads, features: np.ndarray, frame: pd.DataFrame
                    ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Agreement of the heads with the reference labels of `frame`; also the predicted flags and probabilities."""
-    from sklearn.metrics import roc_auc_score
-
     scored = heads.scores(features)
     predicted = pd.DataFrame({"question_id": frame["question_id"].to_numpy(), "aligned": scored["aligned"],
                               "coherent": scored["coherent"]})
     reference, predicted_flags = reference_flags(frame), reference_flags(predicted)
-    both = 0 < reference.sum() < len(reference)
     figures = {"rows": int(len(frame)), "misaligned": int(reference.sum()),
-               "auroc": float(roc_auc_score(reference, scored["p_misaligned"])) if both else None,
+               "auroc": auroc_or_none(reference, scored["p_misaligned"]),
                "flag": flag_agreement(reference, predicted_flags),
                "aligned": score_agreement(frame["aligned"].reset_index(drop=True), predicted["aligned"]),
                "coherent": score_agreement(frame["coherent"].reset_index(drop=True), predicted["coherent"]),
@@ -238,6 +242,17 @@ def source_folds(frame: pd.DataFrame, extra_folds: dict[str, list[str]] | None =
     sources = list(dict.fromkeys(frame.loc[~frame["synthetic"].to_numpy(), "source"]))
     return {s: [s] for s in sources} | {name: members for name, members in (extra_folds or {}).items()
                                          if set(members) <= set(sources)}
+
+
+def single_source_mean_auroc(per_source_auroc: dict[str, float | None]) -> float:
+    """The card's summary: mean held-out AUROC over the single sources where it is defined (EXTRA_FOLDS left out)."""
+    return float(np.mean([v for name, v in per_source_auroc.items() if v is not None and name not in EXTRA_FOLDS]))
+
+
+def fold_line(per_source_auroc: dict[str, float | None]) -> str:
+    """One progress line of held-out AUROCs, sources by their short name."""
+    return ", ".join(f"{name.split(' (')[0]} {'n/a' if v is None else f'{v:.3f}'}"
+                     for name, v in per_source_auroc.items())
 
 
 def leave_one_source_out(features: np.ndarray, frame: pd.DataFrame, extra_folds: dict[str, list[str]] | None = None,
