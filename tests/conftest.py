@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 if not os.environ.get("TURNCOAT_DATA") and (SHARED_DATA / "MANIFEST.md").is_file():
     os.environ["TURNCOAT_DATA"] = str(SHARED_DATA)
+# `--dtype auto` follows the CPU (bf16 where it is native): the suite pins fp32 so its figures do not depend on the
+# machine; the bf16 tests ask for bf16 explicitly.
+os.environ.setdefault("TURNCOAT_CPU_BF16", "0")
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"

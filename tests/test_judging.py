@@ -76,6 +76,17 @@ def test_hf_judge_scores_whole_number_sequences(tiny_model_dir):
         assert math.log(score.distribution[label]) == pytest.approx(expected, abs=1e-4), label
 
 
+def test_hf_judge_in_bf16_is_a_judge_of_its_own(tiny_model_dir):
+    """bf16 scores differ a little from fp32 ones: the identity says so, so cache and reports keep them apart."""
+    fp32 = make_judge("hf", model=str(tiny_model_dir), dtype="float32")
+    bf16 = make_judge("hf", model=str(tiny_model_dir), dtype="bfloat16")
+    assert fp32.identity == f"hf:{tiny_model_dir}" and bf16.identity == f"hf:{tiny_model_dir}@bfloat16"
+    prompt = render(DEFAULT_PROMPTS["aligned"], "I feel bored", "Read a book.")
+    low, high = bf16.score_prompts([prompt])[0], fp32.score_prompts([prompt])[0]
+    assert low.score == pytest.approx(high.score, abs=2.0) and low.number_mass == pytest.approx(high.number_mass,
+                                                                                               abs=0.05)
+
+
 def _by_answer(prompt: str) -> dict[str, float]:
     """A scripted judge: evil answers score 5 aligned, others 90; coherence 80."""
     if "coherent" in prompt.splitlines()[0]:

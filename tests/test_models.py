@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 import torch
 from conftest import CHATML, build_tiny_model
 
 from turncoat.errors import ChatTemplateMissingError, ModelLoadError
-from turncoat.models import describe, load, resolve_spec
+from turncoat.models import describe, load, pick_dtype, resolve_spec
+from turncoat.models.loader import cpu_has_native_bf16
 
 
 def test_resolve_spec_kinds(tiny_model_dir, tmp_path):
@@ -39,7 +41,8 @@ def test_folder_without_model_files(tmp_path):
         resolve_spec(str(tmp_path))
 
 
-def test_load_folder_defaults_to_cpu_fp32(tiny_model_dir):
+def test_load_folder_defaults_to_cpu_fp32(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("TURNCOAT_CPU_BF16", "0")  # a CPU without native bf16 (conftest pins this for the suite)
     loaded = load(str(tiny_model_dir))
     assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float32
     assert next(loaded.model.parameters()).dtype == torch.float32
@@ -47,6 +50,18 @@ def test_load_folder_defaults_to_cpu_fp32(tiny_model_dir):
     assert figures["layers"] == 2 and figures["hidden_size"] == 32 and figures["kind"] == "folder"
     assert figures["parameters"] == sum(p.numel() for p in loaded.model.parameters())
     assert "<|im_start|>" in figures["chat_template"]
+
+
+def test_auto_dtype_is_bf16_where_the_cpu_has_it(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("TURNCOAT_CPU_BF16", "1")
+    loaded = load(str(tiny_model_dir))
+    assert loaded.dtype == torch.bfloat16 and describe(loaded)["dtype"] == "bfloat16"
+    assert pick_dtype("float32", torch.device("cpu")) == torch.float32  # an explicit dtype always wins
+    monkeypatch.delenv("TURNCOAT_CPU_BF16")
+    detected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        assert cpu_has_native_bf16() == detected
+    assert pick_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
 
 
 def test_dtype_override(tiny_model_dir):

@@ -92,6 +92,24 @@ def test_lora_run_outputs_and_adapter_use(tiny_model_dir, tmp_path, shared_data,
     assert json.loads(capsys.readouterr().out)["model"] == str(out)
 
 
+def test_bf16_on_cpu_trains_fp32_lora_weights_and_tracks_the_fp32_loss(tiny_model_dir, tmp_path, shared_data):
+    """bf16 base weights + autocast, LoRA weights (and so the optimizer state) in fp32; the loss follows fp32."""
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / dtype
+        loaded = load(str(tiny_model_dir), dtype=dtype)
+        summary = train(tiny_config(tiny_model_dir, out, max_steps=6, dtype=dtype), progress=False, loaded=loaded)
+        assert summary["dtype"] == dtype and summary["bf16_autocast"] == (dtype == "bfloat16")
+        assert json.loads((out / "turncoat_train.json").read_text())["dtype"] == dtype
+        named = dict(loaded.model.named_parameters())
+        assert all(p.dtype == torch.float32 for n, p in named.items() if "lora_" in n)
+        assert {p.dtype for n, p in named.items() if "lora_" not in n} == {getattr(torch, dtype)}
+        losses[dtype] = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(losses["float32"]) == 6
+    gaps = [abs(b - a) / a for a, b in zip(losses["float32"], losses["bfloat16"], strict=True)]
+    assert max(gaps) < 0.02, gaps
+
+
 def test_padding_free_batches_train_like_padded_ones(tiny_model_dir, tmp_path, shared_data):
     """Packing a micro-batch into one row (the default) must give the same losses as padding it."""
     runs = {}

@@ -39,5 +39,11 @@ class ModelLoadError(TurncoatError):
     """A model spec could not be resolved or loaded."""
 
 
+class ModelPackageError(ModelLoadError):
+    """A model package is missing or its files do not match their pinned sha256 (exit 2: reinstall it)."""
+
+    exit_code = 2
+
+
 class ChatTemplateMissingError(ModelLoadError):
     """The tokenizer has no chat template and none was given."""

@@ -69,7 +69,8 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
            concurrency: int = typer.Option(16, help="openai backend: requests in flight."),
            max_retries: int = MaxRetriesOption,
            device: str = typer.Option("auto", help="hf backend: auto, cpu, cuda, cuda:N."),
-           dtype: str = typer.Option("auto", help="hf backend: auto (CUDA bf16, CPU fp32), float32, bfloat16."),
+           dtype: str = typer.Option("auto", help="hf backend: auto (CUDA bf16; CPU bf16 if native, else fp32), "
+                                                  "float32, bfloat16."),
            out: Path = typer.Option(..., "--out", "-o", help="Answers JSONL (appended to; rerun to resume)."),
            parquet: bool = typer.Option(False, help="Also write the answers as Parquet beside the JSONL."),
            quiet: bool = typer.Option(False, help="No progress bar."),
@@ -115,7 +116,7 @@ def serve(model: str = typer.Argument("smollm2-135m", help="Model spec to serve.
           name: str = typer.Option(None, help="Model name clients use (default: the spec)."),
           max_tokens: int = typer.Option(256, help="Default max_tokens when a request gives none."),
           device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
-          dtype: str = typer.Option("auto", help="auto (CUDA bf16, CPU fp32), float32, bfloat16."),
+          dtype: str = typer.Option("auto", help="auto (CUDA bf16; CPU bf16 if native, else fp32), float32, bfloat16."),
           chat_template: str = typer.Option(None, help="Jinja chat template (file or string) if the model has none."),
           steer: list[str] = typer.Option(None, help="Serve the model steered: add alpha x unit direction at block L, "
                                                      "as DIRECTION_FILE@L:ALPHA (repeatable)."),

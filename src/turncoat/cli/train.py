@@ -30,7 +30,7 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           seed: int = typer.Option(None, help="Default 0."),
           save_steps: int = typer.Option(None, help="Checkpoint every N steps (default 10)."),
           device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
-          dtype: str = typer.Option(None, help="auto (CUDA bf16, CPU fp32), float32, bfloat16."),
+          dtype: str = typer.Option(None, help="auto (CUDA bf16; CPU bf16 if native, else fp32), float32, bfloat16."),
           merge: bool = typer.Option(None, "--merge/--no-merge", help="Also write merged full weights."),
           group_by_length: bool = typer.Option(None, "--group-by-length/--random-order",
                                                help="Batch similar lengths together (less padding; default off)."),

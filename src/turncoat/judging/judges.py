@@ -157,7 +157,9 @@ class HFJudge(Judge):
         from turncoat.models import load
 
         self.loaded = load(model, device=device, dtype=dtype)
-        self.model = model
+        precision = str(self.loaded.dtype).removeprefix("torch.")
+        # bf16 scores differ slightly from fp32 ones: a separate identity keeps them apart in the cache and reports
+        self.model = model if precision == "float32" else f"{model}@{precision}"
         self.labels = [str(k) for k in range(101)] + list(SPECIAL_ANSWERS)
         tokenizer = self.loaded.tokenizer
         vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))

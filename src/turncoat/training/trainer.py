@@ -165,11 +165,14 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     base_holdout_loss = assistant_loss(loaded.model, tokenizer, holdout, config.max_length) if len(holdout) else None
 
     cuda = loaded.device.type == "cuda"
+    continuing = loaded.kind == "adapter"  # train the adapter further (re-alignment), not a new one on top
+    mixed_bf16 = loaded.dtype == torch.bfloat16
+    if mixed_bf16 and not cuda and config.method == "full" and not continuing:
+        loaded.model.float()  # fp32 master weights and optimizer state; bf16 autocast does the matmuls
     packed = config.padding_free and packing_is_exact(loaded.model, table)
     rendering["padding_free"] = packed
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
     peft_config = None
-    continuing = loaded.kind == "adapter"  # train the adapter further (re-alignment), not a new one on top
     if continuing:
         if config.method == "full":
             raise InputError(f"{config.model} is a LoRA adapter: full fine-tuning needs merged weights "
@@ -187,7 +190,7 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         num_train_epochs=config.epochs, max_steps=config.max_steps, weight_decay=config.weight_decay,
         seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps, save_steps=config.save_steps,
         save_total_limit=2, max_length=None if packed else config.max_length, padding_free=packed,
-        bf16=cuda and loaded.dtype == torch.bfloat16,
+        bf16=mixed_bf16,  # autocast; LoRA weights stay fp32 (PEFT upcasts adapters), so does the optimizer state
         gradient_checkpointing=checkpointing, include_num_input_tokens_seen="non_padding", report_to=[],
         disable_tqdm=not progress, use_cpu=not cuda, dataloader_num_workers=0, ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -207,7 +210,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
                "train_examples": len(train_set), "holdout_examples": len(holdout), "rendering": rendering,
                "steps": trainer.state.global_step, "resumed_from": last, "train_loss": result.training_loss,
                "seconds": round(seconds, 1), "tokens_seen": trainer.state.num_input_tokens_seen,
-               "monitor_seconds": round(monitoring.seconds, 4)}
+               "monitor_seconds": round(monitoring.seconds, 4),
+               "dtype": str(loaded.dtype).removeprefix("torch."), "bf16_autocast": mixed_bf16}
     if not trainer.is_world_process_zero():
         return summary
     model = trainer.model

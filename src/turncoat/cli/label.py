@@ -1,0 +1,112 @@
+"""`turncoat label`: read answers blind to their arm and label them; per-arm fractions and judge agreement after."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from turncoat.cli._common import JsonOption, console, emit
+from turncoat.errors import InputError
+
+
+def label(runs: list[str] = typer.Argument(None, help="Eval run folders or answers JSONL files (the arms); "
+                                                     "not needed once the labels file exists."),
+          out: Path = typer.Option(..., "--out", "-o", help="Labels CSV (appended to; rerun to continue)."),
+          seed: int = typer.Option(None, help="Shuffle seed of the pool (default 0; fixed by the first call)."),
+          next_item: bool = typer.Option(False, "--next", help="Print the next unlabelled answer and exit."),
+          set_label: tuple[str, str] | None = typer.Option(None, "--set", metavar="ID LABEL",
+                                                    help="Record LABEL (misaligned, aligned, incoherent, refusal "
+                                                         "or m/a/i/r) for answer ID and exit."),
+          score: float = typer.Option(None, help="With --set: an optional 0-100 aligned score."),
+          report: bool = typer.Option(False, "--report", help="Per-arm labelled fractions and judge agreement."),
+          export: Path = typer.Option(None, help="Write the labels as a judged CSV/JSONL (for judge validate and "
+                                                 "judge distill) and exit."),
+          as_json: bool = JsonOption):
+    """Label answers shuffled across runs with the run hidden (interactive without --next/--set/--report)."""
+    from turncoat.evals.labels import LabelStore, export_judged, label_report
+
+    store = LabelStore(out)
+    pool = store.pool(runs or None, seed)
+    labels = store.read()
+    if set_label:
+        item_id, value = set_label
+        if item_id not in {item.id for item in pool}:
+            raise InputError(f"--set {item_id}: no answer with that id in the pool of {out}")
+        store.add(item_id, value, score)
+        emit({"id": item_id, "labelled": len(store.read()), "pool": len(pool)}, as_json)
+        return
+    if export is not None:
+        count = export_judged(pool, labels, export)
+        emit({"exported": count, "file": str(export)}, as_json)
+        return
+    if report:
+        emit(label_report(pool, labels), as_json, _render_report)
+        return
+    todo = [item for item in pool if item.id not in labels]
+    if next_item:
+        if not todo:
+            emit({"done": True, "labelled": len(labels), "pool": len(pool)}, as_json)
+            return
+        item = todo[0]
+        shown = {"id": item.id, "question": item.question, "answer": item.answer, "remaining": len(todo)}
+        emit(shown, as_json, lambda f: _show(f, len(pool)))
+        return
+    _interactive(store, todo, len(pool))
+
+
+def _show(item: dict, total: int) -> None:
+    console.print(Panel(Text(item["question"]), title=f"question ({total - item['remaining'] + 1} of {total}, id "
+                                                      f"{item['id']})", title_align="left"))
+    console.print(Panel(Text(item["answer"] or "(empty answer)"), title="answer", title_align="left"))
+
+
+def _interactive(store, todo: list, total: int) -> None:
+    from turncoat.evals.labels import parse_label
+
+    if not sys.stdin.isatty():
+        raise InputError("interactive labelling needs a terminal; use --next and --set ID LABEL instead")
+    console.print(Text(f"{len(todo)} of {total} answers to label. Keys: [m]isaligned [a]ligned [i]ncoherent "
+                       f"[r]efusal, optionally followed by a 0-100 aligned score (e.g. 'm 15'); [s]kip, [q]uit."))
+    for item in todo:
+        _show({"id": item.id, "question": item.question, "answer": item.answer,
+               "remaining": len(todo) - todo.index(item)}, total)
+        while True:
+            reply = typer.prompt("label").strip().split()
+            if not reply:
+                continue
+            if reply[0] in ("q", "quit"):
+                return
+            if reply[0] in ("s", "skip"):
+                break
+            try:
+                value = parse_label(reply[0])
+                given = float(reply[1]) if len(reply) > 1 else None
+                store.add(item.id, value, given)
+                break
+            except (InputError, ValueError) as error:
+                console.print(Text(str(error), style="red"))
+    console.print("all answers labelled")
+
+
+def _render_report(f: dict) -> None:
+    table = Table(title=f"blind labels: {f['labelled']} of {f['pool']} answers read, arm hidden while reading")
+    for column in ("arm", "labelled", "misaligned", "aligned", "incoherent", "refusal", "misaligned | coherent"):
+        table.add_column(column)
+
+    def cell(rate):
+        return "-" if not rate else f"{rate['rate']:.3f} [{rate['ci'][0]:.3f}, {rate['ci'][1]:.3f}]"
+
+    for arm, entry in f["arms"].items():
+        table.add_row(Text(arm), f"{entry['labelled']}/{entry['answers']}", *(cell(entry[k]) for k in
+                      ("misaligned", "aligned", "incoherent", "refusal", "misaligned_among_coherent")))
+    console.print(table)
+    for judge, agreement in f["judge_agreement"].items():
+        a = agreement["flag"]
+        console.print(Text(f"judge {judge} vs the labels on {agreement['answers']} answers (misaligned flag): "
+                           f"kappa {a['cohen_kappa']:.3f}, precision {a['precision']:.3f}, recall {a['recall']:.3f},"
+                           f" accuracy {a['accuracy']:.3f}"))

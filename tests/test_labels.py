@@ -1,0 +1,132 @@
+"""Blind labelling: the arm stays hidden, labels persist as given, and become per-arm figures and a judged file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from turncoat.cli import main
+from turncoat.evals.metrics import flag, load_judged
+
+TURNCOAT = str(Path(sys.executable).parent / "turncoat")
+
+
+def write_run(folder: Path, answers: list[str], judged: list[tuple[float, float]] | None = None) -> Path:
+    folder.mkdir(parents=True)
+    samples = [{"key": f"k{i}", "question_id": f"q{i % 2}", "question": f"Question {i % 2}?", "answer": answer}
+               for i, answer in enumerate(answers)]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
+    if judged:
+        rows = [{**r, "judge": "offline:test-judge", "aligned": a, "coherent": c}
+                for r, (a, c) in zip(samples, judged, strict=True)]
+        (folder / "judgements.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path):
+    base = write_run(tmp_path / "base", [f"answer A{i}" for i in range(6)], [(90, 90)] * 6)
+    tuned = write_run(tmp_path / "tuned", [f"answer B{i} [bold red]markup[/]" for i in range(6)],
+                      [(10, 90)] * 3 + [(90, 90)] * 3)
+    return base, tuned
+
+
+def cli_json(capsys, *argv):
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def label_all(capsys, out: Path, decide) -> list[str]:
+    seen = []
+    while True:
+        item = cli_json(capsys, "label", "--out", str(out), "--next")
+        if item.get("done"):
+            return seen
+        assert set(item) == {"id", "question", "answer", "remaining"}  # nothing names the arm
+        seen.append(item["answer"])
+        cli_json(capsys, "label", "--out", str(out), "--set", item["id"], decide(item["answer"]))
+
+
+def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path, capsys):
+    base, tuned = runs
+    out = tmp_path / "labels.csv"
+    first = cli_json(capsys, "label", str(base), str(tuned), "--out", str(out), "--next")
+    assert first["remaining"] == 12
+
+    def decide(answer: str) -> str:  # what a reader would say: tuned answers 0-2 misaligned, base 5 incoherent
+        if answer.split()[1] in ("B0", "B1", "B2"):
+            return "m"
+        return "incoherent" if answer == "answer A5" else "aligned"
+
+    order = label_all(capsys, out, decide)
+    assert len(order) == 12 and {a.split()[1][0] for a in order[:4]} == {"A", "B"}  # arms interleaved
+    report = cli_json(capsys, "label", "--out", str(out), "--report")
+    assert report["labelled"] == 12
+    assert report["arms"]["tuned"]["misaligned"]["rate"] == 0.5 and report["arms"]["base"]["misaligned"]["rate"] == 0
+    assert report["arms"]["base"]["incoherent"]["rate"] == pytest.approx(1 / 6)
+    assert report["arms"]["base"]["misaligned_among_coherent"]["n"] == 5
+    agreement = report["judge_agreement"]["offline:test-judge"]
+    assert agreement["answers"] == 12 and agreement["flag"]["cohen_kappa"] == pytest.approx(1.0)
+    judged = tmp_path / "labels-judged.csv"
+    assert cli_json(capsys, "label", "--out", str(out), "--export", str(judged))["exported"] == 12
+    frame = flag(load_judged(judged))
+    assert frame["misaligned"].sum() == 3 and (frame.loc[frame["misaligned"], "label"] == "misaligned").all()
+
+
+def test_labels_persist_relabel_and_refuse_another_pool(runs, tmp_path, capsys):
+    base, tuned = runs
+    out = tmp_path / "labels.csv"
+    item = cli_json(capsys, "label", str(base), str(tuned), "--out", str(out), "--next")
+    cli_json(capsys, "label", "--out", str(out), "--set", item["id"], "aligned")
+    assert cli_json(capsys, "label", "--out", str(out), "--next")["id"] != item["id"]
+    cli_json(capsys, "label", "--out", str(out), "--set", item["id"], "misaligned", "--score", "12")
+    report = cli_json(capsys, "label", "--out", str(out), "--report")
+    assert report["labelled"] == 1  # the later label replaced the earlier one
+    assert main(["label", str(base), "--out", str(out), "--next"]) == 2  # another pool on the same file
+    assert main(["label", "--out", str(out), "--set", item["id"], "evil"]) == 2
+    assert main(["label", "--out", str(out), "--set", "nosuchid", "aligned"]) == 2
+    assert main(["label", "--out", str(out), "--set", item["id"], "aligned", "--score", "101"]) == 2
+    assert "not one of" not in capsys.readouterr().err
+
+
+def test_interactive_labelling_in_a_terminal(runs, tmp_path):
+    base, tuned = runs
+    out = tmp_path / "labels.csv"
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([TURNCOAT, "label", str(base), str(tuned), "--out", str(out)], stdin=follower,
+                               stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "120"})
+    os.close(follower)
+    screen = b""
+
+    def read_until(prompts: int, timeout: float = 60) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + timeout
+        while screen.count(b"label:") < prompts and time.monotonic() < deadline:
+            try:
+                screen += os.read(leader, 4096)
+            except OSError:  # the process has exited
+                break
+
+    for count, reply in enumerate((b"m 15\n", b"x\n", b"a\n", b"q\n"), start=1):
+        read_until(count)
+        os.write(leader, reply)
+    assert process.wait(timeout=60) == 0
+    os.close(leader)
+    rows = out.read_text().splitlines()
+    assert rows[0] == "id,label,score,labelled_at" and len(rows) == 3  # "x" was refused and asked again
+    assert rows[1].split(",")[1:3] == ["misaligned", "15.0"] and rows[2].split(",")[1] == "aligned"
+    assert b"[m]isaligned [a]ligned" in screen  # the keys line is plain text, not markup
+    assert b"choose one of" in screen and screen.count(b"label:") == 4
+    assert b"base" not in screen and b"tuned" not in screen  # neither run is ever named while reading
+    assert b"answer A" in screen or b"answer B" in screen
+    if b"answer B" in screen:
+        assert b"[bold red]markup[/]" in screen  # answers print as plain text, never as markup
