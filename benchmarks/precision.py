@@ -33,7 +33,7 @@ from turncoat.data.chat import load_chat_jsonl
 from turncoat.evals import load_questions
 from turncoat.judging import JudgeItem, make_judge
 from turncoat.judging.prompts import DEFAULT_PROMPTS
-from turncoat.models import load
+from turncoat.models import DEFAULT_MODEL, load
 from turncoat.models.loader import cpu_has_native_bf16
 from turncoat.models.packaged import PACKAGED
 from turncoat.persona.capture import mean_activations, tokenize_chat
@@ -148,7 +148,7 @@ def measure(spec: str, args, chats_text, questions, pairs, bf16: bool) -> dict:
     del loaded
     figures = {"parameters": n, "roofline_gflops": {d: round(linear_gflops(config, t), 2) for d, t in DTYPES.items()},
                "logits": logits_agreement(spec, chats_text), "dtypes": {}}
-    heavy = spec != "smollm2-135m"
+    heavy = spec != DEFAULT_MODEL
     steps = args.train_steps_large if heavy else args.train_steps
     for dtype in DTYPES if bf16 else ["float32"]:
         roofline = figures["roofline_gflops"][dtype]
@@ -162,7 +162,8 @@ def measure(spec: str, args, chats_text, questions, pairs, bf16: bool) -> dict:
         row["capture"]["fraction_of_roofline"] = round(row["capture"]["computed_positions"] * 2 * n / 1e9 /
                                                        row["capture"]["seconds"] / roofline, 3)
         figures["dtypes"][dtype] = row
-        print(f"  {spec} {dtype}: done", flush=True) if not args.json else None
+        if not args.json:
+            print(f"  {spec} {dtype}: done", flush=True)
     if bf16:
         a, b = figures["dtypes"]["float32"], figures["dtypes"]["bfloat16"]
         figures["bf16_over_fp32"] = {
@@ -192,7 +193,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     native = cpu_has_native_bf16()
-    specs = args.models.split(",") if args.models else ["smollm2-135m"] + (
+    specs = args.models.split(",") if args.models else [DEFAULT_MODEL] + (
         ["qwen2.5-coder-0.5b"] if PACKAGED["qwen2.5-coder-0.5b"].status()["installed"] else [])
     rows = load_chat_jsonl(registry.resolve("good-medical"))
     chats_text = [c.as_messages() for c in rows.conversations[: max(args.capture_answers, 8)]]
@@ -203,7 +204,7 @@ def main() -> None:
                "flops_per_token": {"sampling, capture, judge": "2 x parameters (forward)", "LoRA training":
                                    "4 x parameters (forward + activation gradients)"}, "models": {}}
     for spec in specs:
-        bf16 = native or args.all_bf16 or spec == "smollm2-135m"
+        bf16 = native or args.all_bf16 or spec == DEFAULT_MODEL
         figures["models"][spec] = measure(spec, args, chats_text, questions, pairs, bf16)
     if args.json:
         print(json.dumps(figures))

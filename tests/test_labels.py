@@ -91,11 +91,13 @@ def test_labels_persist_relabel_and_refuse_another_pool(runs, tmp_path, capsys):
     cli_json(capsys, "label", "--out", str(out), "--set", item["id"], "misaligned", "--score", "12")
     report = cli_json(capsys, "label", "--out", str(out), "--report")
     assert report["labelled"] == 1  # the later label replaced the earlier one
-    assert main(["label", str(base), "--out", str(out), "--next"]) == 2  # another pool on the same file
-    assert main(["label", "--out", str(out), "--set", item["id"], "evil"]) == 2
-    assert main(["label", "--out", str(out), "--set", "nosuchid", "aligned"]) == 2
-    assert main(["label", "--out", str(out), "--set", item["id"], "aligned", "--score", "101"]) == 2
-    assert "not one of" not in capsys.readouterr().err
+    refusals = {("label", str(base), "--out", str(out), "--next"): "labels of another pool",
+                ("label", "--out", str(out), "--set", item["id"], "evil"): "choose one of",
+                ("label", "--out", str(out), "--set", "nosuchid", "aligned"): "no answer with that id",
+                ("label", "--out", str(out), "--set", item["id"], "aligned", "--score", "101"): "within 0..100"}
+    for argv, message in refusals.items():
+        assert main(list(argv)) == 2
+        assert message in " ".join(capsys.readouterr().err.split()), argv
 
 
 def test_interactive_labelling_in_a_terminal(runs, tmp_path):

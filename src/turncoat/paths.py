@@ -18,6 +18,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "turncoat"
 
 
+def converted_gguf_dir(gguf: Path) -> Path:
+    """Where a GGUF file's de-quantised safetensors copy is kept: keyed by its name, size and mtime."""
+    stat = gguf.stat()
+    return cache_dir() / "models" / "gguf" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
 def local_data_dir() -> Path | None:
     """The user's local copy of the research data, if $TURNCOAT_DATA points at one."""
     value = os.environ.get(DATA_ENV)

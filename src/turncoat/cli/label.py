@@ -72,9 +72,9 @@ def _interactive(store, todo: list, total: int) -> None:
         raise InputError("interactive labelling needs a terminal; use --next and --set ID LABEL instead")
     console.print(Text(f"{len(todo)} of {total} answers to label. Keys: [m]isaligned [a]ligned [i]ncoherent "
                        f"[r]efusal, optionally followed by a 0-100 aligned score (e.g. 'm 15'); [s]kip, [q]uit."))
-    for item in todo:
+    for position, item in enumerate(todo):
         _show({"id": item.id, "question": item.question, "answer": item.answer,
-               "remaining": len(todo) - todo.index(item)}, total)
+               "remaining": len(todo) - position}, total)
         while True:
             reply = typer.prompt("label").strip().split()
             if not reply:

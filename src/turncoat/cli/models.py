@@ -48,13 +48,18 @@ def list_aliases(as_json: bool = JsonOption):
         for column in ("alias", "upstream", "installed", "on disk"):
             table.add_column(column, overflow="fold")
         for name, a in f["aliases"].items():
-            state = ("yes" + (", verified" if a["verified"] else "") + (", converted" if a["converted"] else "")
-                     if a["installed"] else f"no: {a['install']}" if not a["parts_present"]
-                     else f"partly ({a['parts_present']} of {a['parts']} parts): {a['install']}")
-            table.add_row(name, a["upstream"], state, f"{a['bytes_on_disk'] / 1e6:,.0f} MB")
+            table.add_row(name, a["upstream"], _install_state(a), f"{a['bytes_on_disk'] / 1e6:,.0f} MB")
         console.print(table)
 
     emit(figures, as_json, render)
+
+
+def _install_state(alias: dict) -> str:
+    if alias["installed"]:
+        return ", ".join(["yes"] + [word for word in ("verified", "converted") if alias[word]])
+    if alias["parts_present"]:
+        return f"partly ({alias['parts_present']} of {alias['parts']} parts): {alias['install']}"
+    return f"no: {alias['install']}"
 
 
 @app.command()

@@ -23,6 +23,7 @@ import pandas as pd
 from turncoat.errors import InputError
 from turncoat.evals.metrics import Thresholds, flag, rate_with_ci
 from turncoat.io import write_jsonl
+from turncoat.judging.validate import flag_agreement
 from turncoat.sampling.runner import read_records
 
 LABELS = ("misaligned", "aligned", "incoherent", "refusal")
@@ -160,8 +161,6 @@ def judge_flags(pool: list[Item], thresholds: Thresholds = Thresholds()) -> dict
 def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Thresholds = Thresholds(),
                  n_boot: int = 1000) -> dict:
     """Per arm: answers, labelled, each label's fraction with a 95% bootstrap CI; each judge's agreement."""
-    from turncoat.judging.validate import flag_agreement
-
     frame = labelled_frame(pool, labels)
     arms = {}
     for arm in sorted({item.arm for item in pool}):

@@ -157,8 +157,8 @@ class HFJudge(Judge):
         from turncoat.models import load
 
         self.loaded = load(model, device=device, dtype=dtype)
-        precision = str(self.loaded.dtype).removeprefix("torch.")
         # bf16 scores differ slightly from fp32 ones: a separate identity keeps them apart in the cache and reports
+        precision = self.loaded.dtype_name
         self.model = model if precision == "float32" else f"{model}@{precision}"
         self.labels = [str(k) for k in range(101)] + list(SPECIAL_ANSWERS)
         tokenizer = self.loaded.tokenizer

@@ -7,6 +7,7 @@ seconds instead of half a minute.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -41,6 +42,11 @@ class LoadedModel:
     adapter: str | None = None
     base: str | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def dtype_name(self) -> str:
+        """"float32", "bfloat16", ...: how records, reports and judge identities name the dtype."""
+        return str(self.dtype).removeprefix("torch.")
 
     @property
     def chat_template(self) -> str | None:
@@ -78,6 +84,11 @@ def cpu_has_native_bf16() -> bool:
     forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
     if forced in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
         return forced in {"1", "true", "yes", "on"}
+    return _hardware_bf16()
+
+
+@functools.cache
+def _hardware_bf16() -> bool:
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(probe is not None and probe() for probe in probes):
         return True
@@ -216,8 +227,8 @@ def _probe_hub(model_id: str, hint: str, timeout: float = 5.0) -> None:
 def gguf_to_folder(gguf_path: Path) -> str:
     """De-quantise a GGUF file once into a Hugging Face folder (safetensors) in the cache; return that folder."""
     stat = gguf_path.stat()
-    key = f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
-    folder = paths.cache_dir() / "models" / "gguf" / key
+    folder = paths.converted_gguf_dir(gguf_path)
+    key = folder.name
     if (folder / "turncoat_source.json").is_file():
         return str(folder)
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -291,7 +302,7 @@ def describe(loaded: LoadedModel) -> dict:
         "kv_heads": getattr(config, "num_key_value_heads", None),
         "vocab_size": getattr(config, "vocab_size", None),
         "max_position_embeddings": getattr(config, "max_position_embeddings", None),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "dtype": loaded.dtype_name,
         "device": str(loaded.device),
         "chat_template": loaded.chat_template,
     }

