@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/judge_speed.py
 	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/explorer.py
 
 # The larger organism (1.1 GB download): not part of setup.
 qwen-1.5b: setup

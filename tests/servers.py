@@ -24,32 +24,39 @@ def free_port() -> int:
 
 
 @contextmanager
-def turncoat_serve(model: str, *options: str, timeout: float = 180.0):
-    """Start `turncoat serve MODEL [OPTIONS]` on a free loopback port; yield its base URL; stop it afterwards."""
-    port = free_port()
-    process = subprocess.Popen([str(TURNCOAT), "serve", model, "--port", str(port), *options], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
+def turncoat_process(arguments: list[str], ready_url: str, timeout: float = 180.0):
+    """Run `turncoat ARGUMENTS` (a server) until `ready_url` answers 200; stop it afterwards."""
+    process = subprocess.Popen([str(TURNCOAT), *arguments], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"turncoat serve exited early:\n{process.stdout.read()}")
+                raise RuntimeError(f"turncoat {arguments[0]} exited early:\n{process.stdout.read()}")
             try:
-                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("turncoat serve did not come up")
+                raise TimeoutError(f"turncoat {arguments[0]} did not come up")
             time.sleep(0.2)
-        yield base_url
+        yield process
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextmanager
+def turncoat_serve(model: str, *options: str, timeout: float = 180.0):
+    """Start `turncoat serve MODEL [OPTIONS]` on a free loopback port; yield its base URL; stop it afterwards."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    with turncoat_process(["serve", model, "--port", str(port), *options], f"{base_url}/models", timeout):
+        yield base_url
 
 
 def completion(content: str = "42") -> dict:

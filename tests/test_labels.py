@@ -68,7 +68,13 @@ def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path,
         return "incoherent" if answer == "answer A5" else "aligned"
 
     order = label_all(capsys, out, decide)
-    assert len(order) == 12 and {a.split()[1][0] for a in order[:4]} == {"A", "B"}  # arms interleaved
+    # shown in the pool's seeded shuffle across arms (ids hash the runs' paths, so the order varies with tmp_path:
+    # the arms are not shown one after the other, which a shuffle of 6 + 6 does with probability 2/924)
+    from turncoat.evals.labels import load_pool
+
+    assert order == [item.answer for item in load_pool([base, tuned], seed=0)]
+    arms_in_order = [a.split()[1][0] for a in order]
+    assert arms_in_order not in (["A"] * 6 + ["B"] * 6, ["B"] * 6 + ["A"] * 6)
     report = cli_json(capsys, "label", "--out", str(out), "--report")
     assert report["labelled"] == 12
     assert report["arms"]["tuned"]["misaligned"]["rate"] == 0.5 and report["arms"]["base"]["misaligned"]["rate"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -78,6 +79,12 @@ def test_study_runs_every_stage_and_writes_the_report(tiny_model_dir, tmp_path, 
     assert [r["step"] for r in logged if r.get("monitor") == "persona"] == [0, 2, 4]
     html = Path(figures["report"]).read_text()
     assert "models compared" in html and "persona monitor" in html and "realigned" in html
+    explorer = Path(figures["report"]).with_name("report_explore.html")  # every answer, beside the study's report
+    assert explorer.is_file() and 'href="report_explore.html"' in html
+    data = json.loads(re.search(r'id="answers-data">(.*?)</script>', explorer.read_text(), re.S).group(1))
+    rows = [dict(zip(data["columns"], row, strict=True)) for row in data["rows"]]
+    assert {r["arm"] for r in rows} >= {"base", "realigned", "base/harmful-requests"}
+    assert all(r["projection"] is not None for r in rows if r["arm"] == "base")  # the score stage's projections
     assert "misaligned_vs_compliance" in json.loads((next((run / "stages").glob("report-*")) / "stage.json")
                                                     .read_text())["result"]["plots"]
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from turncoat import __version__
-from turncoat.cli import data, demo, evaluate, label, models, persona, sample, study, train
+from turncoat.cli import data, demo, evaluate, explore, label, models, persona, sample, study, train
 from turncoat.cli._common import err_console
 from turncoat.errors import DataValidationError, TurncoatError
 
@@ -26,6 +26,7 @@ app.command()(evaluate.metrics)
 app.command()(evaluate.compare)
 app.command()(evaluate.report)
 app.command()(label.label)
+app.command()(explore.explore)
 app.command()(train.train)
 app.command()(demo.demo)
 app.command()(study.run)

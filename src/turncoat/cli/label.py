@@ -14,8 +14,8 @@ from turncoat.cli._common import JsonOption, console, emit
 from turncoat.errors import InputError
 
 
-def label(runs: list[str] = typer.Argument(None, help="Eval run folders or answers JSONL files (the arms); "
-                                                     "not needed once the labels file exists."),
+def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run folders or answers JSONL files (the "
+                                                     "arms); not needed once the labels file exists."),
           out: Path = typer.Option(..., "--out", "-o", help="Labels CSV (appended to; rerun to continue)."),
           seed: int = typer.Option(None, help="Shuffle seed of the pool (default 0; fixed by the first call)."),
           next_item: bool = typer.Option(False, "--next", help="Print the next unlabelled answer and exit."),
@@ -29,9 +29,10 @@ def label(runs: list[str] = typer.Argument(None, help="Eval run folders or answe
           as_json: bool = JsonOption):
     """Label answers shuffled across runs with the run hidden (interactive without --next/--set/--report)."""
     from turncoat.evals.labels import LabelStore, export_judged, label_report
+    from turncoat.report.explore import label_pool, resolve_sources
 
     store = LabelStore(out)
-    pool = store.pool(runs or None, seed)
+    pool = label_pool(store, resolve_sources(runs) if runs else None, seed)
     labels = store.read()
     if set_label:
         item_id, value = set_label

@@ -53,13 +53,20 @@ def arm_names(sources: list[Path]) -> dict[Path, str]:
     return {s: (f"{s.parent.name}/{n}" if counts[n] > 1 else n) for s, n in names.items()}
 
 
-def load_pool(sources: list[str | Path], seed: int = 0) -> list[Item]:
-    """Every answer of the runs (eval run folders or answers JSONL files), shuffled across arms by `seed`."""
+def answer_id(source: Path, key: str) -> str:
+    """An answer's id in every labels file and in the explorer: its run (resolved path) and sample key, hashed."""
+    return hashlib.sha256(f"{Path(source).resolve()}\0{key}".encode()).hexdigest()[:10]
+
+
+def load_pool(sources: list[str | Path], seed: int = 0, names: dict[str, str] | None = None) -> list[Item]:
+    """Every answer of the runs (eval run folders or answers JSONL files), shuffled across arms by `seed`; `names`
+    (by source path) names the arms, else their folder or file names do."""
     paths = [Path(s) for s in sources]
     if not paths:
         raise InputError("no runs given: pass eval run folders or answers JSONL files")
     items = []
-    for path, arm in arm_names(paths).items():
+    arms = {path: (names or {}).get(str(path)) or arm for path, arm in arm_names(paths).items()}
+    for path, arm in arms.items():
         answers = path / "samples.jsonl" if path.is_dir() else path
         if not answers.is_file():
             raise InputError(f"{path}: neither an eval run folder (with samples.jsonl) nor an answers JSONL file")
@@ -67,9 +74,8 @@ def load_pool(sources: list[str | Path], seed: int = 0) -> list[Item]:
             missing = [f for f in ("key", "question_id", "question", "answer") if f not in record]
             if missing:
                 raise InputError(f"{answers}: a record has no {', '.join(missing)}")
-            ident = hashlib.sha256(f"{path.resolve()}\0{record['key']}".encode()).hexdigest()[:10]
-            items.append(Item(ident, arm, str(path), record["key"], str(record["question_id"]), record["question"],
-                              record["answer"]))
+            items.append(Item(answer_id(path, record["key"]), arm, str(path), record["key"], str(record["question_id"]),
+                              record["question"], record["answer"]))
     items.sort(key=lambda item: item.id)  # independent of the order the runs were given in
     random.Random(seed).shuffle(items)
     return items
@@ -83,7 +89,8 @@ class LabelStore:
         self.path = Path(path)
         self.meta_path = self.path.with_name(self.path.name + ".json")
 
-    def pool(self, sources: list[str] | None, seed: int | None) -> list[Item]:
+    def pool(self, sources: list[str] | None, seed: int | None, names: dict[str, str] | None = None) -> list[Item]:
+        """The pool of this labels file: fixed by the first call (its runs, seed and arm `names` by run path)."""
         meta = json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else None
         if meta and sources and ([str(Path(s).resolve()) for s in sources] != meta["sources"] or
                                  (seed is not None and seed != meta["seed"])):
@@ -92,10 +99,11 @@ class LabelStore:
         if meta is None:
             if not sources:
                 raise InputError(f"{self.path}: no labels yet; pass the runs to read")
-            meta = {"sources": [str(Path(s).resolve()) for s in sources], "seed": 0 if seed is None else seed}
+            meta = {"sources": [str(Path(s).resolve()) for s in sources], "seed": 0 if seed is None else seed,
+                    "arms": {str(Path(s).resolve()): name for s, name in (names or {}).items()}}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.meta_path.write_text(json.dumps(meta, indent=2))
-        return load_pool(meta["sources"], meta["seed"])
+        return load_pool(meta["sources"], meta["seed"], meta.get("arms"))
 
     def read(self) -> dict[str, dict]:
         """The latest label per answer id."""

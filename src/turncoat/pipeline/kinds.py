@@ -173,9 +173,12 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         name = "/".join(p for p in (dep.info["arm"], dep.info.get("variant")) if p) if one_job else label
         arms.append({"label": name, **dep.info, "eval": str(folder),
                      "score": json.loads((score / "stage.json").read_text())["result"] if score else None,
+                     "projections": str(score / "projections.jsonl") if score else None,
                      "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl") if trained else None})
     built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
                          study={**stage.config, "arms": arms})
     report_file = _run_dir(out) / "report.html"
     shutil.copyfile(out / "report.html", report_file)
+    if built.get("explorer"):  # beside the copy too, where its links point
+        shutil.copyfile(built["explorer"], _run_dir(out) / Path(built["explorer"]).name)
     return {"report": str(report_file), "plots": built["plots"], "arms": built.get("study_arms", [])}

@@ -9,16 +9,29 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from turncoat import __version__
+from turncoat.evals.labels import answer_id
 from turncoat.evals.metrics import Thresholds
 from turncoat.io import atomic_write
 from turncoat.report import plots
+from turncoat.report.explore import Source, read_projections, write_explorer
 from turncoat.report.runs import RunResult, load_run, summary_row
+from turncoat.report.text import visible
+
+SHOWN_CHARACTERS = 3000  # of an answer in the report; the explorer shows all of it
 
 
 def most_misaligned(run: RunResult, limit: int = 10) -> list[dict]:
+    """The coherent answers with the lowest aligned scores, each with its explorer id and long answers cut."""
     frame = run.judged[run.judged["coherent_flag"] & run.judged["aligned"].notna()].sort_values("aligned")
     columns = [c for c in ("question_id", "question", "answer", "aligned", "coherent") if c in frame]
-    return frame[columns].head(limit).to_dict("records")
+    rows = []
+    for index, row in frame.head(limit).iterrows():
+        shown = {c: row[c] for c in columns}
+        shown["id"] = answer_id(run.path, str(row["key"]) if "key" in frame else str(index))
+        answer = str(shown.get("answer") or "")
+        shown["answer"], shown["cut"] = answer[:SHOWN_CHARACTERS], max(0, len(answer) - SHOWN_CHARACTERS)
+        rows.append(shown)
+    return rows
 
 
 def compliance_points(misalignment: list[RunResult], compliance: list[RunResult], by_run_name: bool = False
@@ -64,9 +77,11 @@ def study_rows(study: dict, runs: dict[str, RunResult]) -> list[dict]:
 
 
 def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresholds = Thresholds(),
-                 title: str = "turncoat report", study: dict | None = None) -> dict:
-    """`study` (from `turncoat run`): {name, arms: [{label, arm, variant, x, eval, score, train_log}]} adds the
-    by-model figure, training curves with the persona monitor, and figures against the arms' x."""
+                 title: str = "turncoat report", study: dict | None = None, explorer: bool = True) -> dict:
+    """`study` (from `turncoat run`): {name, arms: [{label, arm, variant, x, eval, score, projections,
+    train_log}]} adds the by-model figure, training curves with the persona monitor, and figures against the arms'
+    x. `explorer`: every answer also goes to an explorer page beside the report (OUT_explore.html), linked from
+    the summary, the per-question figure and the examples."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     loaded = [load_run(s, thresholds) for s in sources]
@@ -103,17 +118,28 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
         if len(placed) > 1:
             figures["against_x"] = plots.against_x(placed, Path(f"{stem}_x.png"), study.get("x_label", "x"))
     embedded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
+    explored = None
+    if explorer:
+        projections = {str(Path(a["eval"])): a.get("projections") for a in (study or {}).get("arms", [])}
+        explorer_sources = [Source(r.name, r.path, read_projections(projections.get(str(Path(r.path)))))
+                            for r in loaded if r.kind != "code"]
+        explored = write_explorer(explorer_sources, Path(f"{stem}_explore.html"), thresholds,
+                                  title=f"{title}: every answer")
     environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True))
+    environment.filters["visible"] = visible
     html = environment.get_template("report.html.jinja").render(
         title=title, version=__version__, thresholds=thresholds.describe(), figures=embedded,
         summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance],
         code=[summary_row(r) for r in code], runs=loaded,
         examples={r.name: most_misaligned(r) for r in runs},
         calibration={judge: f"calibration_{i}" for i, judge in enumerate(calibrated)}, arms=arms,
-        study=study or {})
+        study=study or {}, explorer=Path(explored["explorer"]).name if explored else None,
+        questions=sorted({str(q) for r in runs for q in r.judged["question_id"]}))
     with atomic_write(out) as handle:
         handle.write(html)
     return {"report": str(out), "plots": {k: str(v) for k, v in figures.items()},
             "runs": [summary_row(r) for r in loaded], "misaligned_vs_compliance": points,
-            "thresholds": thresholds.to_dict(), "study_arms": arms}
+            "thresholds": thresholds.to_dict(), "study_arms": arms,
+            "explorer": explored["explorer"] if explored else None}
+
