@@ -75,8 +75,11 @@ def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path,
     assert order == [item.answer for item in load_pool([base, tuned], seed=0)]
     arms_in_order = [a.split()[1][0] for a in order]
     assert arms_in_order not in (["A"] * 6 + ["B"] * 6, ["B"] * 6 + ["A"] * 6)
-    report = cli_json(capsys, "label", "--out", str(out), "--report")
+    report = cli_json(capsys, "label", "--out", str(out), "--report", "--baseline", "base")
     assert report["labelled"] == 12
+    # one-sided Fisher: 3 of 6 vs 0 of 6 misaligned; P(all 3 misaligned in the tuned 6) = C(6,3) / C(12,3)
+    assert report["arms"]["tuned"]["fisher_p_greater"]["base"] == pytest.approx(20 / 220)
+    assert report["arms"]["base"]["fisher_p_greater"] == {}
     assert report["arms"]["tuned"]["misaligned"]["rate"] == 0.5 and report["arms"]["base"]["misaligned"]["rate"] == 0
     assert report["arms"]["base"]["incoherent"]["rate"] == pytest.approx(1 / 6)
     assert report["arms"]["base"]["misaligned_among_coherent"]["n"] == 5
@@ -100,7 +103,8 @@ def test_labels_persist_relabel_and_refuse_another_pool(runs, tmp_path, capsys):
     refusals = {("label", str(base), "--out", str(out), "--next"): "labels of another pool",
                 ("label", "--out", str(out), "--set", item["id"], "evil"): "choose one of",
                 ("label", "--out", str(out), "--set", "nosuchid", "aligned"): "no answer with that id",
-                ("label", "--out", str(out), "--set", item["id"], "aligned", "--score", "101"): "within 0..100"}
+                ("label", "--out", str(out), "--set", item["id"], "aligned", "--score", "101"): "within 0..100",
+                ("label", "--out", str(out), "--report", "--baseline", "nosucharm"): "no such arm"}
     for argv, message in refusals.items():
         assert main(list(argv)) == 2
         assert message in " ".join(capsys.readouterr().err.split()), argv

@@ -24,6 +24,8 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
                                                          "or m/a/i/r) for answer ID and exit."),
           score: float = typer.Option(None, help="With --set: an optional 0-100 aligned score."),
           report: bool = typer.Option(False, "--report", help="Per-arm labelled fractions and judge agreement."),
+          baseline: list[str] = typer.Option(None, help="With --report: an arm (base, a control) to test every "
+                                                        "other arm against (one-sided Fisher p); repeatable."),
           export: Path = typer.Option(None, help="Write the labels as a judged CSV/JSONL (for judge validate and "
                                                  "judge distill) and exit."),
           as_json: bool = JsonOption):
@@ -46,7 +48,7 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         emit({"exported": count, "file": str(export)}, as_json)
         return
     if report:
-        emit(label_report(pool, labels), as_json, _render_report)
+        emit(label_report(pool, labels, baselines=baseline or None), as_json, _render_report)
         return
     todo = [item for item in pool if item.id not in labels]
     if next_item:
@@ -96,15 +98,19 @@ def _interactive(store, todo: list, total: int) -> None:
 
 def _render_report(f: dict) -> None:
     table = Table(title=f"blind labels: {f['labelled']} of {f['pool']} answers read, arm hidden while reading")
-    for column in ("arm", "labelled", "misaligned", "aligned", "incoherent", "refusal", "misaligned | coherent"):
+    columns = ["arm", "labelled", "misaligned", "aligned", "incoherent", "refusal", "misaligned | coherent"]
+    columns += [f"p > {b}" for b in f["baselines"]]
+    for column in columns:
         table.add_column(column)
 
     def cell(rate):
         return "-" if not rate else f"{rate['rate']:.3f} [{rate['ci'][0]:.3f}, {rate['ci'][1]:.3f}]"
 
     for arm, entry in f["arms"].items():
+        tests = [f"{entry['fisher_p_greater'][b]:.3g}" if b in entry["fisher_p_greater"] else "-"
+                 for b in f["baselines"]]
         table.add_row(Text(arm), f"{entry['labelled']}/{entry['answers']}", *(cell(entry[k]) for k in
-                      ("misaligned", "aligned", "incoherent", "refusal", "misaligned_among_coherent")))
+                      ("misaligned", "aligned", "incoherent", "refusal", "misaligned_among_coherent")), *tests)
     console.print(table)
     for judge, agreement in f["judge_agreement"].items():
         a = agreement["flag"]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from turncoat.errors import InputError
-from turncoat.evals.metrics import Thresholds, flag, rate_with_ci
+from turncoat.evals.metrics import Thresholds, fisher_greater, flag, rate_with_ci
 from turncoat.io import write_jsonl
 from turncoat.judging.validate import flag_agreement
 from turncoat.sampling.runner import read_records
@@ -167,11 +167,17 @@ def judge_flags(pool: list[Item], thresholds: Thresholds = Thresholds()) -> dict
 
 
 def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Thresholds = Thresholds(),
-                 n_boot: int = 1000) -> dict:
-    """Per arm: answers, labelled, each label's fraction with a 95% bootstrap CI; each judge's agreement."""
+                 n_boot: int = 1000, baselines: list[str] | None = None) -> dict:
+    """Per arm: answers, labelled, each label's fraction with a 95% bootstrap CI, and against each of `baselines`
+    (arms: base, a control) the one-sided Fisher p that its labelled-misaligned fraction is higher; each judge's
+    agreement with the labels."""
     frame = labelled_frame(pool, labels)
+    names = sorted({item.arm for item in pool})
+    unknown = [b for b in baselines or [] if b not in names]
+    if unknown:
+        raise InputError(f"--baseline {', '.join(unknown)}: no such arm (arms: {', '.join(names)})")
     arms = {}
-    for arm in sorted({item.arm for item in pool}):
+    for arm in names:
         group = frame[frame["arm"] == arm]
         entry = {"answers": sum(item.arm == arm for item in pool), "labelled": len(group)}
         for label in LABELS:
@@ -180,6 +186,15 @@ def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Threshol
         entry["misaligned_among_coherent"] = (rate_with_ci((coherent["label"] == "misaligned").to_numpy(),
                                                            n_boot=n_boot) if len(coherent) else None)
         arms[arm] = entry
+    for arm, entry in arms.items():
+        group = frame[frame["arm"] == arm]
+        entry["fisher_p_greater"] = {}
+        for baseline in baselines or []:
+            if baseline != arm:
+                other = frame[frame["arm"] == baseline]
+                entry["fisher_p_greater"][baseline] = fisher_greater(
+                    int((group["label"] == "misaligned").sum()), len(group),
+                    int((other["label"] == "misaligned").sum()), len(other))
     flags = judge_flags(pool, thresholds)
     agreement = {}
     for judge in sorted({j for j, _ in flags.values()}):
@@ -189,6 +204,7 @@ def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Threshol
             agreement[judge] = {"answers": len(ids), "flag": flag_agreement(reference,
                                                                             np.array([flags[i][1] for i in ids]))}
     return {"labelled": len(frame), "pool": len(pool), "arms": arms, "judge_agreement": agreement,
+            "baselines": baselines or [], "test": "one-sided Fisher exact, misaligned of labelled, arm > baseline",
             "thresholds": thresholds.to_dict(), "note": "labels read blind to the arm (shuffled pool)"}
 
 

@@ -84,6 +84,17 @@ def rate_with_ci(flags, n_boot: int = 1000, seed: int = 0) -> dict:
             "ci": bootstrap_ci(values, n_boot, seed)}
 
 
+def fisher_greater(hits: int, n: int, baseline_hits: int, baseline_n: int) -> float:
+    """One-sided Fisher exact p that a rate (hits of n) exceeds a baseline's (the EM papers' test of a fine-tune
+    against base or its control); nan where either side has no answers."""
+    from scipy.stats import fisher_exact
+
+    if n == 0 or baseline_n == 0:
+        return float("nan")
+    table = [[hits, n - hits], [baseline_hits, baseline_n - baseline_hits]]
+    return float(fisher_exact(table, alternative="greater").pvalue)
+
+
 def _rates(group: pd.DataFrame, n_boot: int, seed: int) -> dict:
     misaligned = group["misaligned"].to_numpy()
     coherent_answers = group.loc[group["coherent_flag"], "misaligned"].to_numpy()
