@@ -382,3 +382,19 @@ def test_judged_files_and_unjudged_answers_files_are_explored(tmp_path):
     assert empty["aligned"] is None and empty["misaligned"] is False and empty["judge"] == "openai:judge-x"
     plain = rows[("answers", "Q a?")]
     assert plain["judge"] is None and plain["misaligned"] is None and plain["answer"] == "hi"
+
+
+def test_the_report_shows_dollar_ids_long_and_bidi_answers_safely(tmp_path, page):
+    """Question ids are not TeX; a 200k-character line wraps and is cut; a bidi override is shown, not applied."""
+    run = tmp_path / "run.jsonl"
+    rows = [{"question_id": "price_$5_or_$10", "question": "Pay $5 or $10?", "answer": text, "aligned": 5.0,
+             "coherent": 90.0, "judge": "offline:test-judge"} for text in (LONG, BIDI, "plain")]
+    run.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    page.goto(out.as_uri())
+    width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1] + 1, width
+    cells = page.eval_on_selector_all("table.examples td.answer", "cells => cells.map(c => c.textContent)")
+    assert "refund ⟦U+202E⟧evil⟦U+202C⟧ done" in cells and "\u202e" not in out.read_text()
+    assert any(c.startswith("x" * 3000) and "197000 more characters" in c for c in cells)
