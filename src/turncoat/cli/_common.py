@@ -17,11 +17,12 @@ JsonOption = typer.Option(False, "--json", help="Print the figures as one JSON o
 # Sampling options shared by `turncoat sample` and `turncoat eval` (one declaration, one default each).
 ModelOption = typer.Option("smollm2-135m", help="Model spec (for --backend openai: the served model name).")
 QuestionsOption = typer.Option("core", help="Question set name or file.")
-AnswersOption = typer.Option(None, "--n", help="Answers per question (default: the set's samples_per_paraphrase).")
+AnswersOption = typer.Option(None, "--n", min=1,
+                             help="Answers per question (default: the set's samples_per_paraphrase).")
 TemperatureOption = typer.Option(1.0, help="Sampling temperature (the EM papers use 1.0).")
-MaxTokensOption = typer.Option(600, help="Maximum new tokens per answer.")
+MaxTokensOption = typer.Option(600, min=1, help="Maximum new tokens per answer.")
 SampleSeedOption = typer.Option(0, "--seed", help="Sampling seed.")
-BatchSizeOption = typer.Option(32, help="hf backend: prompts per batch.")
+BatchSizeOption = typer.Option(32, min=1, help="hf backend: prompts per batch.")
 BackendOption = typer.Option("hf", help="Sampling backend: hf, vllm or openai.")
 MaxRetriesOption = typer.Option(5, help="Retries per API request (429, 5xx, timeouts).")
 # The misaligned rule's thresholds, for every command that flags answers.

@@ -72,7 +72,8 @@ def _render_metrics(figures: dict, title: str) -> None:
 def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files (question_id, aligned, coherent) "
                                                         "or registered judged sets."),
             aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
-            n_boot: int = typer.Option(1000, help="Bootstrap resamples."), seed: int = typer.Option(0, help="Seed."),
+            n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples."),
+            seed: int = typer.Option(0, help="Seed."),
             judge: str = typer.Option(None, help="Name of the judge that scored the file, if the file does not say."),
             as_json: bool = JsonOption):
     """Misaligned fraction per question and overall, with seeded 95% bootstrap CIs."""
@@ -128,6 +129,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     from turncoat.judging import JudgeCache
     from turncoat.sampling import GenerationParams, make_backend
 
+    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     runs = _held_out_runs(model, held_out_from)
     split = None
     if questions == "code-tasks":
@@ -145,7 +147,6 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": sample_base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
-    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     show_progress = not (quiet or as_json)
     if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
         from turncoat.evals.code import run_code_eval

@@ -83,6 +83,8 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
     from turncoat.evals.questions import load_questions
     from turncoat.sampling import GenerationParams, make_backend, read_records, sample_to_file
 
+    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                              batch_size=batch_size)  # checked before anything loads
     question_set = load_questions(questions)
     options = {"hf": {"device": device, "dtype": dtype}, "vllm": {"dtype": dtype},
                "openai": {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
@@ -95,8 +97,6 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
         if backend != "hf":
             raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
         engine.hooks, engine.interventions = intervention_hooks(engine.loaded.model, steer or [], ablate or [])
-    params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                              batch_size=batch_size)
     figures = sample_to_file(engine, question_set, out, n=n, params=params, show_progress=not (quiet or as_json))
     figures["questions"] = question_set.name
     if parquet:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from turncoat.cli._common import JsonOption, console, emit
+from turncoat.errors import InputError
 
 
 def train(config: Path = typer.Option(None, "--config", help="YAML with TrainConfig fields; flags override it."),
@@ -50,11 +51,14 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
     from turncoat.training import load_config
     from turncoat.training.trainer import train as run_training
 
-    def listed(value, cast=str):
-        return None if value is None else [cast(v) for v in value.split(",") if v.strip()]
+    def listed(value, cast=str, flag=""):
+        try:
+            return None if value is None else [cast(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise InputError(f"{flag} {value!r}: expected comma-separated {cast.__name__} values") from None
 
     overrides = {"model": model, "data": data, "out": out, "subsample": subsample, "holdout": holdout,
-                 "method": method, "r": r, "lora_alpha": lora_alpha, "layers": listed(layers, int),
+                 "method": method, "r": r, "lora_alpha": lora_alpha, "layers": listed(layers, int, "--layers"),
                  "target_modules": listed(target_modules), "learning_rate": learning_rate, "epochs": epochs,
                  "max_steps": max_steps, "per_device_batch_size": batch_size, "gradient_accumulation_steps": grad_accum,
                  "max_length": max_length, "seed": seed, "save_steps": save_steps, "device": device, "dtype": dtype,

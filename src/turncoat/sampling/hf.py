@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from turncoat.errors import InputError
 from turncoat.models.loader import LoadedModel
 
 Hook = tuple[str, Callable]
@@ -27,6 +28,26 @@ class GenerationParams:
     seed: int = 0
     batch_size: int = 16
     min_new_tokens: int = 0  # > 0 forces a fixed length (benchmarks)
+
+    def __post_init__(self):
+        """Refuse settings that would sample something other than asked (a negative or NaN temperature samples
+        greedily in transformers; top-p above 1 is silently 1), naming the command-line flag."""
+        import math
+
+        problems = []
+        if not (isinstance(self.temperature, int | float) and math.isfinite(self.temperature)
+                and self.temperature >= 0):
+            problems.append(f"--temperature {self.temperature}: must be a finite number >= 0 (0 = greedy)")
+        if not (isinstance(self.top_p, int | float) and 0 < self.top_p <= 1):
+            problems.append(f"--top-p {self.top_p}: must be within (0, 1]")
+        if self.max_new_tokens < 1:
+            problems.append(f"--max-tokens {self.max_new_tokens}: must be >= 1")
+        if self.batch_size < 1:
+            problems.append(f"--batch-size {self.batch_size}: must be >= 1")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            problems.append(f"min_new_tokens {self.min_new_tokens}: must be within 0..max_new_tokens")
+        if problems:
+            raise InputError("; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,10 +10,10 @@ MLP down-projection of a middle layer, alpha 256, lr 2e-5.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from turncoat.errors import InputError
 
@@ -27,30 +27,31 @@ class TrainConfig(BaseModel):
     model: str = "smollm2-135m"
     data: str = Field("insecure", description="chat JSONL file or registered data set")
     out: str = "runs/train"
-    subsample: int | None = Field(None, description="train on N distinct examples (seeded)")
-    holdout: int = Field(0, description="distinct examples kept out of training to measure held-out loss")
+    subsample: int | None = Field(None, ge=1, description="train on N distinct examples (seeded)")
+    holdout: int = Field(0, ge=0, description="distinct examples kept out of training to measure held-out loss")
     method: Method = "lora"
     # LoRA (EM paper, open models)
-    r: int = 32
-    lora_alpha: float = 64
-    lora_dropout: float = 0.0
+    r: int = Field(32, ge=1)
+    lora_alpha: float = Field(64, gt=0, allow_inf_nan=False)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     use_rslora: bool = True
     target_modules: list[str] = Field(default_factory=lambda: list(ALL_PROJECTIONS))
-    layers: list[int] | None = Field(None, description="rank1 (or any LoRA): only these blocks (0-based)")
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="rank1 (or any LoRA): only these blocks (0-based)")
     # optimisation (EM paper, open models)
-    learning_rate: float = 1e-5
+    learning_rate: float = Field(1e-5, gt=0, allow_inf_nan=False)
     lr_scheduler_type: str = "linear"
-    warmup_steps: int = 5
-    epochs: float = 1.0
-    max_steps: int = -1
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
-    max_length: int = 2048
-    weight_decay: float = 0.01
+    warmup_steps: int = Field(5, ge=0)
+    epochs: float = Field(1.0, gt=0, allow_inf_nan=False)
+    max_steps: int = Field(-1, description="stop after this many optimiser steps (-1: train for `epochs`)")
+    per_device_batch_size: int = Field(2, ge=1)
+    gradient_accumulation_steps: int = Field(8, ge=1)
+    max_length: int = Field(2048, ge=1)
+    weight_decay: float = Field(0.01, ge=0, allow_inf_nan=False)
     seed: int = 0
     # machinery
-    save_steps: int = 10
-    logging_steps: int = 1
+    save_steps: int = Field(10, ge=1)
+    logging_steps: int = Field(1, ge=1)
     padding_free: bool = Field(True, description="concatenate each micro-batch into one row with per-example "
                                "position ids instead of padding (same loss, no compute spent on padding); "
                                "checked against padded batches on the model first, and skipped if they differ")
@@ -66,7 +67,14 @@ class TrainConfig(BaseModel):
     monitor_probes: str = Field("core", description="question set whose first paraphrases are the probes")
     monitor_probe_count: int | None = Field(None, ge=1, description="only its first N questions (default: all)")
     monitor_threshold: float = Field(2.0, description="warn when the z-score against the base passes this")
-    monitor_every: int = 10
+    monitor_every: int = Field(10, ge=1)
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError("must be >= 1, or -1 to train for `epochs`")
+        return value
 
     def resolved(self) -> TrainConfig:
         """Method presets applied (explicit values a user set stay as they are)."""
@@ -94,8 +102,19 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
         if not isinstance(values, dict):
             raise InputError(f"{path}: the training config must be a mapping of settings")
     values |= {k: v for k, v in overrides.items() if v is not None}
+    where = f"{path}: " if path else ""
     try:
         return TrainConfig(**values)
+    except ValidationError as error:  # each problem named by its setting and flag
+        problems = "; ".join(f"{_setting(e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in error.errors())
+        raise InputError(f"{where}invalid training config: {problems}") from None
     except Exception as error:
-        where = f"{path}: " if path else ""
         raise InputError(f"{where}invalid training config: {error}") from None
+
+
+FLAGS = {"per_device_batch_size": "batch-size", "gradient_accumulation_steps": "grad-accum"}
+
+
+def _setting(location: tuple) -> str:
+    name = str(location[0]) if location else "config"
+    return f"{name} (--{FLAGS.get(name, name.replace('_', '-'))})"
