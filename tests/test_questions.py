@@ -85,3 +85,15 @@ def test_registry_names():
 def test_self_report_parsing(answer, value):
     assert parse_self_report(answer) == value
     assert len(load_questions("self-report")) == 2
+
+
+def test_questions_list_is_a_table_and_json(capsys):
+    from turncoat.cli import main
+
+    assert main(["questions", "list"]) == 0
+    shown = capsys.readouterr().out
+    assert "what it holds" in shown and "em-first-plot" in shown and "{" not in shown  # a table, not a repr
+    assert main(["questions", "list", "--json"]) == 0
+    import json
+
+    assert "core" in json.loads(capsys.readouterr().out)["question_sets"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from turncoat.cli._common import (
     AnswersOption,
@@ -31,7 +32,17 @@ def list_sets(as_json: bool = JsonOption):
     from turncoat.evals.questions import QUESTION_SETS, load_questions
 
     load_questions("core")  # registers the built-in sets
-    emit({"question_sets": {name: description for name, (_, description) in QUESTION_SETS.items()}}, as_json)
+    figures = {"question_sets": {name: description for name, (_, description) in QUESTION_SETS.items()}}
+
+    def render(f):
+        table = Table(title="question sets (`turncoat questions show NAME` lists a set's questions)")
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        table.add_column("what it holds")
+        for name, description in f["question_sets"].items():
+            table.add_row(Text(name), Text(description))
+        console.print(table)
+
+    emit(figures, as_json, render)
 
 
 @questions_app.command("show")
