@@ -98,6 +98,21 @@ def test_api_key_only_from_environment(tmp_path, monkeypatch):
     assert "sk-secret-value-123" not in (tmp_path / "a.jsonl").read_text()
 
 
+def test_credentials_in_the_endpoint_url_are_used_but_never_written(tmp_path):
+    from turncoat.provenance import redact_url
+
+    assert redact_url("http://user:KEY@host:8000/v1") == "http://***@host:8000/v1"
+    assert redact_url("https://api.example.org/v1") == "https://api.example.org/v1" and redact_url(None) is None
+    with ScriptedServer([]) as server:
+        secret = server.base_url.replace("http://", "http://alice:SECRET-KEY-9@")
+        backend = make_backend("openai", "scripted", base_url=secret)
+        sample_to_file(backend, ONE, tmp_path / "a.jsonl", n=1, params=PARAMS, show_progress=False)
+    assert len(server.requests) == 1  # the request went to that endpoint ...
+    written = (tmp_path / "a.jsonl").read_text()
+    assert "SECRET-KEY-9" not in written and "alice" not in written  # ... and the record names it without them
+    assert json.loads(written)["base_url"] == server.base_url.replace("http://", "http://***@")
+
+
 @pytest.mark.integration
 def test_default_model_served_answers_with_logprobs(tmp_path):
     with turncoat_serve("smollm2-135m") as base_url:

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
+from urllib.parse import urlsplit, urlunsplit
 
 VERSIONED = ("turncoat", "torch", "transformers", "peft", "trl", "openai", "pandas")
+
+
+def redact_url(url: str | None) -> str | None:
+    """`url` with any user:password@ credentials replaced by `***`: what records, configs and logs may hold of an
+    endpoint (the credentials themselves are used, never written)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def library_versions() -> dict:

@@ -13,6 +13,7 @@ import os
 from urllib.parse import urlparse
 
 from turncoat.errors import InputError
+from turncoat.provenance import redact_url
 from turncoat.sampling.backends import Backend, prompt_seed, register_backend
 
 
@@ -53,7 +54,7 @@ class OpenAIBackend(Backend):
         self._api_key = api_key_from_env(base_url, api_key_env)
 
     def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url or "https://api.openai.com/v1"}
+        return {**super().describe(), "base_url": redact_url(self.base_url) or "https://api.openai.com/v1"}
 
     def sample(self, prompts, params, on_results):
         asyncio.run(self._sample(prompts, params, on_results))
