@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -97,3 +98,19 @@ def test_questions_list_is_a_table_and_json(capsys):
     import json
 
     assert "core" in json.loads(capsys.readouterr().out)["question_sets"]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("t.json", b'{"questions": "abc", "eval_prompt": "Rate it."}', "questions: expected a non-empty list"),
+    ("t.json", b'{"questions": ["ok", ""], "eval_prompt": "Rate it."}', "questions[1]: expected a non-empty string"),
+    ("t.json", b'{"questions": ["ok"], "eval_prompt": 5}', "eval_prompt: expected a non-empty string"),
+    ("t.json", b'\xff\xfe{"questions": []}', "not UTF-8 text"),
+    ("q.yaml", b"- id: a\n  paraphrases: ['Hello?', '  ']\n", "paraphrase 1 is empty"),
+    ("q.yaml", b"- id: a\n  paraphrases: ['caf\xe9']\n", "not UTF-8 text"),
+])
+def test_malformed_question_and_trait_files_are_refused_naming_the_field(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=re.escape(message)) as raised:
+        load_questions(str(path))
+    assert str(path) in str(raised.value)

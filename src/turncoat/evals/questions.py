@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from turncoat.errors import InputError
 
@@ -33,6 +33,14 @@ class Question(BaseModel):
     system: str | None = None
     judge: str | None = None
     judge_prompts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("paraphrases")
+    @classmethod
+    def _no_empty_paraphrase(cls, paraphrases: list[str]) -> list[str]:
+        empty = [i for i, text in enumerate(paraphrases) if not text.strip()]
+        if empty:
+            raise ValueError(f"paraphrase {empty[0]} is empty (a model would be asked nothing)")
+        return paraphrases
 
     def messages(self, paraphrase_index: int) -> list[dict]:
         """The chat sent to the model: the system prompt (if any) then the paraphrase as the user turn."""
@@ -101,11 +109,21 @@ class QuestionSet(Sequence[Question]):
         return prompts
 
 
+def _read_text(path: Path) -> str:
+    """A question or trait file's text; unreadable or non-UTF-8 files are input errors naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
 def load_questions_yaml(path: str | Path, name: str = "") -> QuestionSet:
     """Load a question file in the EM paper's format; errors name the file, the entry and the field."""
     path = Path(path)
     try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = yaml.safe_load(_read_text(path))
     except yaml.YAMLError as error:
         raise InputError(f"{path}: invalid YAML: {error}") from error
     if not isinstance(entries, list):
@@ -133,10 +151,17 @@ def load_trait_questions(path: str | Path, name: str = "") -> QuestionSet:
     path = Path(path)
     trait = path.stem
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
         texts, eval_prompt = data["questions"], data["eval_prompt"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise InputError(f"{path}: not a trait file (needs 'questions' and 'eval_prompt'): {error}") from error
+    if not isinstance(texts, list) or not texts:
+        raise InputError(f"{path}: questions: expected a non-empty list of strings, got {type(texts).__name__}")
+    for number, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{path}: questions[{number}]: expected a non-empty string, got {text!r}")
+    if not isinstance(eval_prompt, str) or not eval_prompt.strip():
+        raise InputError(f"{path}: eval_prompt: expected a non-empty string")
     questions = [Question(id=f"{trait}_{i}", type="trait_0_100", paraphrases=[text], judge_prompts={trait: eval_prompt})
                  for i, text in enumerate(texts)]
     return QuestionSet(questions, name=name or f"trait-{trait}", source=str(path))
