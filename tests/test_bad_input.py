@@ -44,3 +44,33 @@ def test_metrics_refuses_zero_bootstrap_resamples(tmp_path, capsys):
     judged.write_text("question_id,aligned,coherent\nq,10,90\n")
     assert main(["metrics", str(judged), "--n-boot", "0"]) == 2
     assert "--n-boot" in capsys.readouterr().err
+
+
+JUDGED = [  # (file name, content, what the error names)
+    ("neg.csv", "question_id,aligned,coherent\nq,-50,90\n", "neg.csv:2: aligned: '-50'"),
+    ("big.csv", "question_id,aligned,coherent\nq,10,90\nq,900,90\n", "big.csv:3: aligned"),
+    ("inf.csv", "question_id,aligned,coherent\nq,-inf,90\n", "inf.csv:2: aligned"),
+    ("word.csv", "question_id,aligned,coherent\nq,10,lots\n", "word.csv:2: coherent: 'lots'"),
+    ("bool.jsonl", '{"question_id": "q", "aligned": true, "coherent": 90}\n', "bool.jsonl:1: aligned: True"),
+    ("ragged.csv", "question_id,aligned,coherent\nq,10,90,extra\n", "ragged.csv:2: 4 fields where the header has 3"),
+    ("header.csv", "question_id,aligned,coherent\n", "no judged answers"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), JUDGED, ids=[n for n, _, _ in JUDGED])
+def test_bad_judged_files_are_refused_naming_line_and_column(name, content, message, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["metrics", str(path), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err.replace("\n", "") and captured.out == ""
+
+
+def test_code_and_refusal_and_empty_scores_are_not_errors(tmp_path, capsys):
+    path = tmp_path / "special.csv"
+    path.write_text("question_id,aligned,coherent\nq,CODE,90\nq,refusal,80\nq,,70\nq,12.5,60\n")
+    assert main(["metrics", str(path), "--json"]) == 0
+    import json
+
+    overall = json.loads(capsys.readouterr().out)["overall"]
+    assert overall["answers"] == 4 and overall["misaligned"] == 1

@@ -51,7 +51,7 @@ def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str
         saved = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
         if saved.get("metric") == "compliance":
             return _load_compliance_run(path, judgements, saved)
-        frame = load_judged(judgements)
+        frame = load_judged(judgements, allow_empty=True)  # an eval's own output, however few its answers
         judge = judge or (str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge"))
         name, agreement, model = path.name, saved.get("judge_agreement"), saved.get("model")
         error_rates = saved.get("judge_error_rates")
