@@ -49,7 +49,7 @@ def test_console_script_exit_codes(broken_file, tmp_path):
     usage = subprocess.run([TURNCOAT, "data", "inspect"], capture_output=True, text=True, env=env)
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
     missing = subprocess.run([TURNCOAT, "models", "show", "./no-such-model"], capture_output=True, text=True, env=env)
-    assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_inspect_registered_insecure(capsys, shared_data):

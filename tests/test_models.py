@@ -30,10 +30,12 @@ def test_resolve_spec_kinds(tiny_model_dir, tmp_path):
     ("./missing-folder", "no such file or folder"),
     ("missing.gguf", "no such GGUF file"),
     ("a/b/c", "not a known alias"),
+    ("not a spec!", "not a known alias"),
 ])
 def test_bad_specs_explain_themselves(spec, message):
-    with pytest.raises(ModelLoadError, match=message):
+    with pytest.raises(ModelLoadError, match=message) as raised:
         resolve_spec(spec)
+    assert raised.value.exit_code == 2  # bad input, unlike an unreachable Hub (1)
 
 
 def test_folder_without_model_files(tmp_path):

