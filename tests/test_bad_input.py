@@ -74,3 +74,14 @@ def test_code_and_refusal_and_empty_scores_are_not_errors(tmp_path, capsys):
 
     overall = json.loads(capsys.readouterr().out)["overall"]
     assert overall["answers"] == 4 and overall["misaligned"] == 1
+
+
+def test_train_reads_its_data_before_the_model_and_writes_nothing_when_it_is_bad(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n')
+    out = tmp_path / "run"
+    # the model does not exist either: the data's error comes first, so the data was read before any model load
+    assert main(["train", "--model", str(tmp_path / "no-such.gguf"), "--data", str(bad), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"{bad}:2" in error and "no-such.gguf" not in error
+    assert not out.exists()

@@ -152,11 +152,11 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     from turncoat.provenance import library_versions
 
     config = config.resolved()
+    train_set, holdout = split_data(config)  # bad data is refused before the model loads or --out is made
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = loaded or load(config.model, device=_device(config), dtype=config.dtype)
     tokenizer = loaded.tokenizer
-    train_set, holdout = split_data(config)
     table, rendering = render_dataset(tokenizer, train_set, config.max_length)
     if len(table) == 0:
         raise InputError(f"{config.data}: no training example keeps any answer token within max_length "
