@@ -83,3 +83,22 @@ def default_model():
     from turncoat.models import load
 
     return load("smollm2-135m")
+
+
+
+_STARTED: list[float] = []
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _STARTED.append(time.time())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Screenshots the browser tests took in this run (test-output/), listed at the end of the test output."""
+    shots = sorted(p for p in (REPO / "test-output").glob("**/*.png") if _STARTED and p.stat().st_mtime >= _STARTED[0])
+    if shots:
+        terminalreporter.section("screenshots")
+        for path in shots:
+            terminalreporter.write_line(f"{path.relative_to(REPO)} ({path.stat().st_size:,} bytes)")
