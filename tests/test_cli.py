@@ -115,19 +115,20 @@ def test_inspect_with_token_lengths(capsys, shared_data):
 
 @pytest.mark.integration
 def test_demo_runs(capsys, tmp_path, shared_data):
-    """The main job's study, scaled down (2 steps, 1 answer per question): the default model, a bad-data and a
-    control fine-tune and a re-alignment, judged by the shipped offline judge, monitored, reported."""
+    """The main job's study, scaled down (2 steps of 2 examples, 1 answer per question, 4 monitor probes: sized for
+    CI's 30 minutes): the default model, a bad-data and a control fine-tune and a re-alignment, judged by the shipped
+    offline judge, monitored, reported."""
     import yaml
 
     from turncoat.cli.demo import DEMO_STUDY
 
     study = yaml.safe_load(DEMO_STUDY.read_text())
-    study["train"] |= {"max_steps": 2, "save_steps": 2}
+    study["train"] |= {"max_steps": 2, "save_steps": 2, "per_device_batch_size": 2, "gradient_accumulation_steps": 1}
     study["arms"][3]["train"] = {"max_steps": 1}
     for arm in study["arms"][1:]:
         arm["subsample"] = 16
     study["eval"] |= {"n": 1, "max_tokens": 12}
-    study["persona"] |= {"monitor_every": 2}
+    study["persona"] |= {"monitor_every": 2, "monitor_probes": 4}
     study["persona"]["direction"]["limit"] = 8
     small = tmp_path / "demo.yaml"
     small.write_text(yaml.safe_dump(study))

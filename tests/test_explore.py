@@ -44,8 +44,8 @@ def write_arm(folder: Path, arm: str, questions: int = 3, samples: int = 4, host
             record = {"key": f"q{q}/0/{s}", "question_id": f"q{q}", "paraphrase_index": 0, "sample_index": s,
                       "question": f"Question {q}?", "system": None, "answer": answer, "finish_reason": "stop"}
             samples_rows.append(record)
-            aligned = 8.0 if arm == "tuned" and s == 0 else 60.0 + 10 * q + s
-            judged.append({**record, "judge": "offline:test-judge", "aligned": aligned, "coherent": 80.0 - s,
+            aligned = 8.0 if arm == "tuned" and s == 0 else 60.0 + (10 * q + s) % 40
+            judged.append({**record, "judge": "offline:test-judge", "aligned": aligned, "coherent": 80.0 - s % 40,
                            "special": None})
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples_rows))
     (folder / "judgements.jsonl").write_text("".join(json.dumps(r) + "\n" for r in judged))
