@@ -119,11 +119,12 @@ def _own_projections(path: Path) -> dict[str, float]:
 
 
 def _number(value) -> float | None:
+    """A score rounded for the page; None for a missing (NaN) or non-numeric one."""
     try:
-        number = float(value)
+        number = _value(float(value))
     except (TypeError, ValueError):
         return None
-    return None if number != number else round(number, 2)  # NaN: no score
+    return None if number is None else round(number, 2)
 
 
 def _judged(source: Source, thresholds: Thresholds) -> tuple[pd.DataFrame | None, str | None]:
@@ -131,9 +132,11 @@ def _judged(source: Source, thresholds: Thresholds) -> tuple[pd.DataFrame | None
     path = source.path
     if path.is_dir() and not (path / "judgements.jsonl").is_file():
         return None, None
-    if not path.is_dir():
-        head = read_records(path)[:1] if path.suffix == ".jsonl" else []
-        if head and "aligned" not in head[0] and "compliance" not in head[0]:
+    if not path.is_dir() and path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:  # the first record tells (no need to read the file twice)
+            first = next((line for line in handle if line.strip()), "")
+        head = json.loads(first) if first else {}
+        if head and "aligned" not in head and "compliance" not in head:
             return None, None  # an answers file (from `turncoat sample`), not a judged one
     run = load_run(path, thresholds)
     return run.judged, run.judge
