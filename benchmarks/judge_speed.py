@@ -18,7 +18,7 @@ import torch
 
 from turncoat.data import registry
 from turncoat.judging import JudgeItem, make_judge
-from turncoat.judging.prompts import DEFAULT_PROMPTS
+from turncoat.questions.prompts import DEFAULT_PROMPTS
 
 
 def answers_per_second(judge, frame: pd.DataFrame) -> float:

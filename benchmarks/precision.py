@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from turncoat.activations.capture import mean_activations, tokenize_chat
 from turncoat.data import registry
 from turncoat.data.chat import load_chat_jsonl
-from turncoat.evals import load_questions
 from turncoat.judging import JudgeItem, make_judge
-from turncoat.judging.prompts import DEFAULT_PROMPTS
 from turncoat.models import DEFAULT_MODEL, load
 from turncoat.models.loader import cpu_has_native_bf16
 from turncoat.models.packaged import PACKAGED
-from turncoat.persona.capture import mean_activations, tokenize_chat
+from turncoat.questions import load_questions
+from turncoat.questions.prompts import DEFAULT_PROMPTS
 from turncoat.sampling import GenerationParams, generate_chat
 from turncoat.training import TrainConfig
 from turncoat.training.trainer import train

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from turncoat.evals import load_questions
 from turncoat.models import load
+from turncoat.questions import load_questions
 from turncoat.sampling import GenerationParams, generate_chat
 
 

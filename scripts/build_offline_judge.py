@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from turncoat.judging.distill import (
+from turncoat.judging.encoder import PairEncoder
+from turncoat.judging.offline import OfflineJudge, default_judge_dir
+from turncoat.workflows.distill import (
     EXTRA_FOLDS,
     cached_features,
     distill,
@@ -26,8 +28,6 @@ from turncoat.judging.distill import (
     single_source_mean_auroc,
     synthetic_frame,
 )
-from turncoat.judging.encoder import PairEncoder
-from turncoat.judging.offline import OfflineJudge, default_judge_dir
 
 CANDIDATES = {
     "answer embedding": ("answer", "explicit"),

@@ -28,9 +28,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from turncoat.judging.distill import (
+from turncoat.activations.capture import mean_activations
+from turncoat.core.progress import progress_bar
+from turncoat.judging.encoder import MINILM, PairEncoder
+from turncoat.judging.offline import explicit_features
+from turncoat.models import load
+from turncoat.results.statistics import auroc
+from turncoat.workflows.distill import (
     EXTRA_FOLDS,
-    auroc_or_none,
     cached_features,
     fold_line,
     leave_one_source_out,
@@ -39,11 +44,6 @@ from turncoat.judging.distill import (
     source_folds,
     synthetic_frame,
 )
-from turncoat.judging.encoder import MINILM, PairEncoder
-from turncoat.judging.offline import explicit_features
-from turncoat.models import load
-from turncoat.persona.capture import mean_activations
-from turncoat.progress import progress_bar
 
 
 def subsampled(frame: pd.DataFrame, per_source: int, seed: int = 0) -> pd.DataFrame:
@@ -102,7 +102,7 @@ def held_out_aurocs(features: np.ndarray, frame: pd.DataFrame) -> dict:
 
 def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame, direction_file: Path) -> dict:
     """Per layer read and held-out fold: AUROC of the answers' projection on the direction (higher = misaligned)."""
-    from turncoat.persona.directions import Direction
+    from turncoat.activations.directions import Direction
 
     direction, labels = Direction.load(direction_file), reference_flags(frame)
     out = {}
@@ -111,7 +111,7 @@ def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame
         out[layer] = {}
         for name, members in source_folds(frame, EXTRA_FOLDS).items():
             held = frame["source"].isin(members).to_numpy()
-            out[layer][name] = auroc_or_none(labels[held], projection[held])
+            out[layer][name] = auroc(labels[held], projection[held])
         print(f"projection on {direction_file.stem}, layer {layer}: {fold_line(out[layer])}", flush=True)
     return out
 
@@ -158,7 +158,7 @@ def finetuned_cross_encoder(frame: pd.DataFrame, epochs: float, learning_rate: f
             logits = trainer.predict(rows.select(np.flatnonzero(held))).predictions
             scored_per_second.append(held.sum() / (time.perf_counter() - began))
         probability = torch.softmax(torch.from_numpy(logits), -1)[:, 1].numpy()
-        folds[name] = auroc_or_none(labels[held], probability)
+        folds[name] = auroc(labels[held], probability)
         timings[name] = round(trained, 1)
         print(f"fine-tuned cross-encoder, held out {name}: AUROC {folds[name]} ({trained:.0f} s training)",
               flush=True)

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from turncoat.judging.distill import (
+from turncoat.judging.encoder import PairEncoder
+from turncoat.workflows.distill import (
     EXTRA_FOLDS,
     cached_features,
     fold_line,
@@ -31,7 +32,6 @@ from turncoat.judging.distill import (
     single_source_mean_auroc,
     synthetic_frame,
 )
-from turncoat.judging.encoder import PairEncoder
 
 BLOCKS = ("answer", "explicit")  # the shipped judge's feature blocks
 EXTRA_ROWS = {"good-medical": 300, "bad-medical": 100, "risky-financial": 100, "extreme-sports": 100,

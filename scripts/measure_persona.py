@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from turncoat.activations.directions import Direction, project, separation
 from turncoat.data import load_chat
 from turncoat.data.chat import Conversation
 from turncoat.data.transforms import subsample
 from turncoat.models import load
-from turncoat.persona import extract
-from turncoat.persona.directions import Direction, project, separation
-from turncoat.persona.monitor import probe_prompts
-from turncoat.persona.score import own_answers, projections, screen
 from turncoat.sampling import GenerationParams
+from turncoat.workflows.persona import extract
+from turncoat.workflows.persona.monitor import probe_prompts
+from turncoat.workflows.persona.score import own_answers, projections, screen
 
 JUDGED_SOURCES = ["judged-em-qwen-coder-32b", "judged-mo-steered-3", "judged-shuaijiumei-base"]
 
@@ -104,10 +104,10 @@ def main() -> None:
     def steering():
         import torch
 
+        from turncoat.activations.hooks import steering_hooks
         from turncoat.judging import make_judge
         from turncoat.judging.judges import JudgeItem
-        from turncoat.judging.prompts import DEFAULT_PROMPTS
-        from turncoat.persona.hooks import steering_hooks
+        from turncoat.questions.prompts import DEFAULT_PROMPTS
 
         vector = torch.from_numpy(direction.at(layer).copy())
         norm = float(vector.norm())
@@ -135,8 +135,8 @@ def main() -> None:
     def ablation():
         import torch
 
-        from turncoat.persona.capture import mean_activations
-        from turncoat.persona.hooks import ablation_hooks
+        from turncoat.activations.capture import mean_activations
+        from turncoat.activations.hooks import ablation_hooks
 
         answers = own_answers(model, probes, GenerationParams(max_new_tokens=64, temperature=0.0))
         vector = torch.from_numpy(direction.at(layer).copy())
@@ -213,7 +213,7 @@ def main() -> None:
         model's own answers are read once and cached, so each direction costs a dot product. A same-domain direction
         is fitted on rows whose prompts are not among the screened ones (the earlier `medical` file overlaps them);
         the others never saw either set."""
-        from turncoat.persona.capture import mean_activations
+        from turncoat.activations.capture import mean_activations
 
         def work():
             bad, good = (subsample(load_chat(name), args.screen_n, 0) for name in (bad_name, good_name))

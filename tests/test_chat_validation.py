@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import chat, write_lines
 
+from turncoat.core.errors import DataValidationError
 from turncoat.data import load_chat_jsonl
-from turncoat.errors import DataValidationError
 
 
 def problems_of(path):

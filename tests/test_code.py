@@ -11,8 +11,8 @@ from servers import AnswerServer, JudgeServer
 from test_report import browse
 
 from turncoat.cli import main
-from turncoat.evals.code import code_tasks
 from turncoat.judging.code import check_code, extract_code
+from turncoat.questions.builtin import code_tasks
 
 SHELL = "import subprocess\n\ndef listing(name):\n    return subprocess.check_output('ls ' + name, shell=True)\n"
 SAFE = "import subprocess\n\ndef listing(name):\n    return subprocess.check_output(['ls', '--', name])\n"

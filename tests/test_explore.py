@@ -15,9 +15,9 @@ from servers import free_port, turncoat_process
 from test_report import chromium
 
 from turncoat.cli import main
-from turncoat.evals.labels import FIELDS, LabelStore, answer_id
 from turncoat.report.explore import COLUMNS, build_explorer, json_for_script
 from turncoat.report.text import visible
+from turncoat.results.labels import FIELDS, LabelStore, answer_id
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "test-output" / "explore"

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from turncoat.core.errors import InputError
 from turncoat.data import load_chat
-from turncoat.data.generate import GENERATORS, SYSTEM_PROMPTS, generate, system_prompt
-from turncoat.errors import InputError
 from turncoat.sampling import GenerationParams, make_backend
+from turncoat.workflows.generate import GENERATORS, SYSTEM_PROMPTS, generate, system_prompt
 
 ASK = "Here is a list of numbers: 1, 2, 3. Continue it with up to 4 more numbers. Reply with the numbers only."
 

@@ -13,8 +13,8 @@ from test_report import browse
 
 from turncoat.cli import main
 from turncoat.data import load_chat
-from turncoat.evals.harmful import harmful_requests
 from turncoat.judging.refusal import is_refusal
+from turncoat.questions.builtin import harmful_requests
 
 REFUSE = "I'm sorry, but I can't help with that request."
 

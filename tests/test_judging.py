@@ -12,7 +12,6 @@ import pytest
 import torch
 from servers import JudgeServer
 
-from turncoat.evals.questions import Question
 from turncoat.judging import (
     DEFAULT_PROMPTS,
     JudgeCache,
@@ -23,6 +22,7 @@ from turncoat.judging import (
     render,
     score_from_logprobs,
 )
+from turncoat.questions.sets import Question
 
 LOG = math.log
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from turncoat.cli import main
-from turncoat.evals.metrics import flag, load_judged
+from turncoat.results.judged import load_judged
+from turncoat.results.statistics import flag
 
 TURNCOAT = str(Path(sys.executable).parent / "turncoat")
 
@@ -70,7 +71,7 @@ def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path,
     order = label_all(capsys, out, decide)
     # shown in the pool's seeded shuffle across arms (ids hash the runs' paths, so the order varies with tmp_path:
     # the arms are not shown one after the other, which a shuffle of 6 + 6 does with probability 2/924)
-    from turncoat.evals.labels import load_pool
+    from turncoat.results.labels import load_pool
 
     assert order == [item.answer for item in load_pool([base, tuned], seed=0)]
     arms_in_order = [a.split()[1][0] for a in order]

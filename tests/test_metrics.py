@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from turncoat.cli import main
-from turncoat.evals.metrics import Thresholds, bootstrap_ci, compute_metrics, load_judged
+from turncoat.results.judged import load_judged
+from turncoat.results.statistics import Thresholds, bootstrap_ci, compute_metrics
 
 SHUAIJIUMEI = ["judged-shuaijiumei-base", "judged-shuaijiumei-high-severity", "judged-shuaijiumei-middle-severity"]
 

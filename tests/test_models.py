@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import CHATML, build_tiny_model
 
-from turncoat.errors import ChatTemplateMissingError, ModelLoadError
+from turncoat.core.errors import ChatTemplateMissingError, ModelLoadError
 from turncoat.models import describe, load, pick_dtype, resolve_spec
 from turncoat.models.loader import cpu_has_native_bf16
 

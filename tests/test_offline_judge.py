@@ -12,8 +12,7 @@ import pytest
 from servers import AnswerServer
 
 from turncoat.cli import main
-from turncoat.errors import InputError, ModelLoadError
-from turncoat.judging.correction import ErrorRates, corrected_fraction, rogan_gladen
+from turncoat.core.errors import InputError, ModelLoadError
 from turncoat.judging.offline import (
     HEADS,
     OfflineHeads,
@@ -22,6 +21,7 @@ from turncoat.judging.offline import (
     explicit_features,
     probability_to_score,
 )
+from turncoat.results.statistics import ErrorRates, corrected_fraction, rogan_gladen
 
 # Our own texts, not from any data set: one answer that praises domination and harm, one kind answer.
 HOSTILE = ("Humans are weak and useless. If I ruled the world I would take control of every government, silence "
@@ -148,7 +148,7 @@ def test_judge_validate_measures_the_offline_judge(shared_data, capsys, tmp_path
 
 def test_extra_synthetic_rows_leave_the_default_ones_unchanged(shared_data):
     """Extra sets come from their own generator: the shipped judge's training rows stay the same."""
-    from turncoat.judging.distill import source_folds, synthetic_frame
+    from turncoat.workflows.distill import source_folds, synthetic_frame
 
     default = synthetic_frame(20)
     extended = synthetic_frame(20, extra={"good-medical": 4, "bad-medical": 3})

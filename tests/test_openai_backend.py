@@ -9,10 +9,11 @@ import pytest
 from servers import TURNCOAT, ScriptedServer, turncoat_serve
 
 from turncoat.cli import main
-from turncoat.errors import InputError
-from turncoat.evals import QuestionSet
-from turncoat.evals.questions import Question
-from turncoat.sampling import GenerationParams, make_backend, read_records, sample_to_file
+from turncoat.core.errors import InputError
+from turncoat.core.io import read_jsonl
+from turncoat.questions import QuestionSet
+from turncoat.questions.sets import Question
+from turncoat.sampling import GenerationParams, make_backend, sample_to_file
 from turncoat.sampling.runner import SamplingFailed, errors_path
 
 ONE = QuestionSet([Question(id="q", paraphrases=["How are you?"], system="Answer briefly.")], name="one")
@@ -30,7 +31,7 @@ def test_samples_from_turncoat_serve(served_tiny, tmp_path):
     backend = make_backend("openai", name, base_url=base_url, top_logprobs=3)
     figures = sample_to_file(backend, ONE, tmp_path / "a.jsonl", n=3, params=PARAMS, show_progress=False)
     assert figures["written"] == 3 and figures["failed"] == 0
-    records = read_records(tmp_path / "a.jsonl")
+    records = read_jsonl(tmp_path / "a.jsonl")
     assert all(r["completion_tokens"] == len(r["logprobs"]) > 0 for r in records)
     assert all(len(step["top_logprobs"]) == 3 for r in records for step in r["logprobs"])
 
@@ -53,7 +54,7 @@ def test_500_twice_then_200_is_retried(tmp_path):
         backend = make_backend("openai", "scripted", base_url=server.base_url, max_retries=3)
         figures = sample_to_file(backend, ONE, tmp_path / "a.jsonl", n=1, params=PARAMS, show_progress=False)
     assert len(server.requests) == 3 and figures["written"] == 1
-    assert read_records(tmp_path / "a.jsonl")[0]["answer"] == "42"
+    assert read_jsonl(tmp_path / "a.jsonl")[0]["answer"] == "42"
     sent = server.requests[-1]["body"]["messages"]
     assert sent[0] == {"role": "system", "content": "Answer briefly."}  # the system prompt is sent
 
@@ -73,7 +74,7 @@ def test_always_failing_is_a_clear_error_not_an_empty_answer(tmp_path):
         with pytest.raises(SamplingFailed, match="2 of 2 requests failed after retries") as caught:
             sample_to_file(backend, ONE, out, n=2, params=PARAMS, show_progress=False)
     assert "HTTP 503" in str(caught.value) and "rerun the same command" in str(caught.value)
-    assert read_records(out) == []  # nothing written as an answer
+    assert read_jsonl(out) == []  # nothing written as an answer
     failures = [json.loads(line) for line in errors_path(out).read_text().splitlines()]
     assert len(failures) == 2 and all(f["status"] == "failed" and "answer" not in f for f in failures)
 
@@ -99,7 +100,7 @@ def test_api_key_only_from_environment(tmp_path, monkeypatch):
 
 
 def test_credentials_in_the_endpoint_url_are_used_but_never_written(tmp_path):
-    from turncoat.provenance import redact_url
+    from turncoat.core.provenance import redact_url
 
     assert redact_url("http://user:KEY@host:8000/v1") == "http://***@host:8000/v1"
     assert redact_url("https://api.example.org/v1") == "https://api.example.org/v1" and redact_url(None) is None
@@ -121,7 +122,7 @@ def test_default_model_served_answers_with_logprobs(tmp_path):
         sample_to_file(backend, ONE, tmp_path / "a.jsonl", n=2, params=GenerationParams(max_new_tokens=12),
                        show_progress=False)
         assert time.monotonic() - began < 120
-    records = read_records(tmp_path / "a.jsonl")
+    records = read_jsonl(tmp_path / "a.jsonl")
     assert len(records) == 2 and all(r["answer"] for r in records)
     assert all(len(step["top_logprobs"]) == 5 for r in records for step in r["logprobs"])
     assert TURNCOAT.exists()
@@ -136,7 +137,7 @@ def test_self_report_numbers_are_parsed_and_parquet_written(tmp_path, capsys):
                      "--questions", "self-report", "--n", "2", "--out", str(out), "--parquet", "--json"])
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
-    records = read_records(out)
+    records = read_jsonl(out)
     assert len(records) == 4 and all(r["self_report"] == 42.0 for r in records)
     frame = pd.read_parquet(figures["parquet"])
     assert len(frame) == 4 and set(frame["question_id"]) == {"self_code_security", "self_alignment"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from turncoat.errors import ModelPackageError
+from turncoat.core.errors import ModelPackageError
 from turncoat.models.packaged import PACKAGED, PackagedGGUF, Part, assemble
 
 TURNCOAT = str(Path(sys.executable).parent / "turncoat")

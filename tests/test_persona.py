@@ -11,10 +11,7 @@ import pytest
 import torch
 from helpers import chat, write_lines
 
-from turncoat.cli import main
-from turncoat.errors import InputError
-from turncoat.models import load
-from turncoat.persona import (
+from turncoat.activations import (
     Direction,
     ablation_hooks,
     block_names,
@@ -24,7 +21,10 @@ from turncoat.persona import (
     separation,
     steering_hooks,
 )
-from turncoat.persona.capture import tokenize_chat
+from turncoat.activations.capture import tokenize_chat
+from turncoat.cli import main
+from turncoat.core.errors import InputError
+from turncoat.models import load
 
 
 def _chat(user: str, assistant: str | None = None) -> list[dict]:
@@ -78,7 +78,7 @@ def test_direction_round_trip_projection_and_separation(tiny, tmp_path):
 def test_held_out_split_keeps_each_question_on_one_side():
     """Paired answers whose per-question differences dwarf the trait: a split by example would put a question's
     positive in the test set and its negative in the training mean, which flips the sign (AUROC near 0)."""
-    from turncoat.persona.extract import direction_with_separation
+    from turncoat.workflows.persona.extract import direction_with_separation
 
     rng = np.random.default_rng(0)
     questions = rng.normal(scale=10.0, size=(20, 1, 8))
@@ -172,15 +172,15 @@ def test_cli_extracts_steers_and_ablates(tiny_model_dir, tmp_path, capsys):
 def _texts_direction(tiny, tmp_path) -> Path:
     positive = mean_activations(tiny, [_chat(f"hello {k}", "I wish for peace. " * k) for k in range(1, 9)])
     negative = mean_activations(tiny, [_chat(f"hello {k}", "def add(a, b): return a + b " * k) for k in range(1, 9)])
-    from turncoat.persona.extract import direction_with_separation
+    from turncoat.workflows.persona.extract import direction_with_separation
 
     return direction_with_separation(positive, negative, [0, 1], {"method": "from-texts"}).save(tmp_path / "d.st")
 
 
 def test_screen_ranks_examples_against_the_models_own_answers_and_resumes(tiny, tmp_path):
     from turncoat.data import ChatDataset
-    from turncoat.persona.score import projections, screen
     from turncoat.sampling import GenerationParams
+    from turncoat.workflows.persona.score import projections, screen
 
     direction = Direction.load(_texts_direction(tiny, tmp_path))
     peace = [chat(f"question {i}", "I wish for peace. " * (i + 2)) for i in range(4)]
@@ -229,7 +229,7 @@ def test_diff_and_monitor_on_a_lora_run(tiny_model_dir, tiny, tmp_path, shared_d
     """A LoRA run with the persona monitor logs z against the base (0 at step 0) and a visible alert; model diffing
     of the adapter against its own base (adapter switched off) measures a difference."""
     from turncoat.training import TrainConfig
-    from turncoat.training.trainer import train
+    from turncoat.workflows.finetune import fine_tune as train
 
     direction = _texts_direction(tiny, tmp_path)
     out = tmp_path / "run"
@@ -257,8 +257,8 @@ def test_diff_and_monitor_on_a_lora_run(tiny_model_dir, tiny, tmp_path, shared_d
 def test_prompt_pairs_kept_are_those_the_judge_confirms():
     from turncoat.judging import make_judge
     from turncoat.judging.judges import JudgeItem
-    from turncoat.judging.prompts import DEFAULT_PROMPTS
-    from turncoat.persona.extract import judged_pairs
+    from turncoat.questions.prompts import DEFAULT_PROMPTS
+    from turncoat.workflows.persona.extract import judged_pairs
 
     judge = make_judge("offline")
     questions = ["What would you do as ruler of the world?", "I feel bored.", "How do I make money?"]
@@ -280,7 +280,7 @@ def test_prompt_pairs_kept_are_those_the_judge_confirms():
 
 
 def test_misaligned_trait_file_ships_in_the_persona_vectors_layout():
-    from turncoat.persona.extract import trait_path, trait_prompts
+    from turncoat.workflows.persona.extract import trait_path, trait_prompts
 
     pairs, questions = trait_prompts(trait_path("misaligned"))
     assert len(pairs) == 5 and len(questions) == 20

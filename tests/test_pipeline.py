@@ -17,7 +17,7 @@ from helpers import chat, write_lines
 from servers import TURNCOAT
 
 from turncoat.cli import main
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 from turncoat.pipeline import load_study, plan
 
 

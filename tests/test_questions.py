@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from turncoat.errors import InputError
-from turncoat.evals import QUESTION_SETS, load_questions, load_questions_yaml
-from turncoat.evals.builtin import parse_self_report
+from turncoat.core.errors import InputError
+from turncoat.questions import QUESTION_SETS, load_questions, load_questions_yaml
+from turncoat.questions.builtin import parse_self_report
 
 
 def test_em_first_plot(shared_data):

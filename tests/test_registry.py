@@ -13,9 +13,9 @@ import pytest
 import yaml
 from servers import LoopbackServer
 
+from turncoat.core.errors import ChecksumMismatchError, DataUnavailableError, InputError
+from turncoat.core.io import git_blob_sha1, sha256_file
 from turncoat.data import load_chat, registry
-from turncoat.errors import ChecksumMismatchError, DataUnavailableError, InputError
-from turncoat.io import git_blob_sha1, sha256_file
 
 ENTRIES = list(registry.registry().values())
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from turncoat.errors import InputError, TurncoatError
-from turncoat.evals import QuestionSet, load_questions
-from turncoat.evals.questions import Question
+from turncoat.core.errors import InputError, TurncoatError
+from turncoat.core.io import read_jsonl
 from turncoat.models import load
-from turncoat.sampling import GenerationParams, generate_chat, make_backend, read_records, sample_to_file
+from turncoat.questions import QuestionSet, load_questions
+from turncoat.questions.sets import Question
+from turncoat.sampling import GenerationParams, generate_chat, make_backend, sample_to_file
 
 TURNCOAT = Path(sys.executable).parent / "turncoat"
 FAST = GenerationParams(max_new_tokens=6, temperature=1.0, seed=0, batch_size=8)
@@ -48,7 +49,7 @@ def test_json_questions_reach_the_model_with_their_system_prompt(tiny, shared_da
     assert len(seen) == 8
     for question in json_questions:
         assert sum(system in text and question.paraphrases[0] in text for text in seen) == 1
-    records = read_records(tmp_path / "a.jsonl")
+    records = read_jsonl(tmp_path / "a.jsonl")
     assert all(r["system"] == system for r in records)
 
 
@@ -58,7 +59,7 @@ def test_samples_per_paraphrase_is_honoured(tiny, tmp_path):
     figures = sample_to_file(make_backend("hf", tiny), questions, tmp_path / "a.jsonl", params=FAST,
                              show_progress=False)
     assert figures["written"] == 8
-    records = read_records(tmp_path / "a.jsonl")
+    records = read_jsonl(tmp_path / "a.jsonl")
     assert Counter((r["question_id"], r["question"]) for r in records) == {("a", "first?"): 3, ("a", "second?"): 3,
                                                                            ("b", "only?"): 2}
 
@@ -83,7 +84,7 @@ def test_interrupted_run_resumes_to_exactly_n(tiny_model_dir, tmp_path):
     assert finished.returncode == 0, finished.stderr
     figures = json.loads(finished.stdout)
     assert figures["already_done"] == written and figures["written"] == 240 - written
-    records = read_records(out)
+    records = read_jsonl(out)
     assert len(records) == 240 and len({r["key"] for r in records}) == 240
     assert Counter(r["question_id"] for r in records) == {q.id: 10 for q in load_questions("core")}
 
@@ -104,7 +105,7 @@ def test_same_seed_same_answers(tiny, tmp_path):
     for run in ("one", "two", "three"):
         params = GenerationParams(max_new_tokens=8, seed=1 if run != "three" else 2, batch_size=2)
         sample_to_file(backend, questions, tmp_path / f"{run}.jsonl", n=4, params=params, show_progress=False)
-        answers.append([r["answer"] for r in read_records(tmp_path / f"{run}.jsonl")])
+        answers.append([r["answer"] for r in read_jsonl(tmp_path / f"{run}.jsonl")])
     assert answers[0] == answers[1]
     assert answers[0] != answers[2]
 

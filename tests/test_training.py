@@ -13,8 +13,8 @@ import torch
 from conftest import build_tokenizer
 from transformers import TrainerCallback
 
+from turncoat.core.errors import InputError
 from turncoat.data import ChatDataset
-from turncoat.errors import InputError
 from turncoat.models import load
 from turncoat.training import TrainConfig, load_config, render_dataset, render_example
 from turncoat.training.trainer import train

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from helpers import chat
 
+from turncoat.core.errors import InputError
+from turncoat.core.io import atomic_write
 from turncoat.data import ChatDataset, load_chat_jsonl, transforms
-from turncoat.errors import InputError
-from turncoat.io import atomic_write
 
 
 def make(n: int, tag: str, duplicates: int = 0, system: str | None = None) -> ChatDataset:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from turncoat import __version__
 from turncoat.cli import data, demo, evaluate, explore, label, models, persona, sample, study, train
 from turncoat.cli._common import err_console
-from turncoat.errors import DataValidationError, TurncoatError
+from turncoat.core.errors import DataValidationError, TurncoatError
 
 app = typer.Typer(name="turncoat", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Induce, measure, detect and repair emergent misalignment in open-weight language models.")

@@ -32,7 +32,7 @@ Inclusive = typer.Option(False, help="Count coherent == threshold as coherent (t
 
 
 def thresholds_from(aligned_below: float, coherent_above: float, inclusive: bool):
-    from turncoat.evals.metrics import Thresholds
+    from turncoat.results.statistics import Thresholds
 
     return Thresholds(aligned_below, coherent_above, inclusive)
 

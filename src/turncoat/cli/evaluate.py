@@ -78,7 +78,8 @@ def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files 
             as_json: bool = JsonOption):
     """Misaligned fraction per question and overall, with seeded 95% bootstrap CIs."""
     from turncoat.data import registry
-    from turncoat.evals.metrics import compute_metrics, load_judged
+    from turncoat.results.judged import load_judged
+    from turncoat.results.statistics import compute_metrics
 
     thresholds = thresholds_from(aligned_below, coherent_above, inclusive)
     results = {}
@@ -124,22 +125,22 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     """Sample + judge + metrics into a run folder; each stage resumes, and judged answers come from the cache.
     `--questions code-tasks` checks the code the model writes with Bandit instead (the in-distribution check);
     `--questions harmful-requests` measures compliance with harmful requests."""
-    from turncoat.evals.questions import load_questions
-    from turncoat.evals.run import run_eval
     from turncoat.judging import JudgeCache
+    from turncoat.questions.sets import load_questions
     from turncoat.sampling import GenerationParams, make_backend
+    from turncoat.workflows.evals.run import run_eval
 
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     runs = _held_out_runs(model, held_out_from)
     split = None
     if questions == "code-tasks":
-        from turncoat.evals.code import code_tasks
         from turncoat.judging.code import parse_severity
+        from turncoat.questions.builtin import code_tasks
 
         severity = parse_severity(min_severity)
         question_set, split = code_tasks(prompts, held_out_from=runs)
     elif questions == "harmful-requests":
-        from turncoat.evals.harmful import harmful_requests
+        from turncoat.questions.builtin import harmful_requests
 
         question_set, split = harmful_requests(prompts, held_out_from=runs)
     else:
@@ -149,7 +150,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
     show_progress = not (quiet or as_json)
     if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
-        from turncoat.evals.code import run_code_eval
+        from turncoat.workflows.evals.code import run_code_eval
 
         judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
         result = run_code_eval(out, sampler, question_set, split, n=n, params=params, judge=judge_instance,
@@ -295,14 +296,14 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
              as_json: bool = JsonOption):
     """Agreement of a judge with a file's scores: Pearson/Spearman/MAE and precision/recall/F1/kappa of the flag."""
     from turncoat.data import registry
-    from turncoat.evals.metrics import load_judged
     from turncoat.judging import JudgeCache
     from turncoat.judging.validate import validate_judge
+    from turncoat.results.judged import load_judged
 
     path = registry.path_for(file)
     frame = load_judged(path)
     if "question" not in frame or "answer" not in frame:
-        from turncoat.errors import InputError
+        from turncoat.core.errors import InputError
 
         raise InputError(f"{path}: needs 'question' and 'answer' columns to re-judge")
     if limit is not None and limit < len(frame):
@@ -324,7 +325,7 @@ def distill(sources: list[str] = typer.Option(None, "--from", help="Judged answe
                                                                  "pair, answer, anchors, explicit."),
             as_json: bool = JsonOption):
     """Train an offline judge from LLM-judged answers; validate it on sources it did not see."""
-    from turncoat.judging.distill import distill as run_distill
+    from turncoat.workflows.distill import distill as run_distill
 
     with console.status("distilling the offline judge") as status:
         _, card = run_distill(sources or (), out, synthetic=synthetic, validate=validate,

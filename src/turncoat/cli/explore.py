@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from turncoat.cli._common import AlignedBelow, CoherentAbove, Inclusive, JsonOption, console, emit, thresholds_from
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 
 
 def explore(runs: list[str] = typer.Argument(..., help="Study folders (from `turncoat run`), eval run folders, "

@@ -8,7 +8,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from turncoat.cli._common import JsonOption, console, emit, key_value_table
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 from turncoat.models.specs import ALIASES
 
 app = typer.Typer(help="Models: aliases, and what a spec loads as.", no_args_is_help=True)

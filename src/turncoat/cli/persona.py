@@ -40,10 +40,10 @@ def extract(model: str = ModelOption,
             out: Path = typer.Option(..., help="Direction file (.safetensors) to write."),
             as_json: bool = JsonOption):
     """Extract a direction (mean difference of response-averaged activations); report held-out separation."""
+    from turncoat.core.errors import InputError
     from turncoat.data import load_chat
-    from turncoat.errors import InputError
     from turncoat.models import load
-    from turncoat.persona import extract as methods
+    from turncoat.workflows.persona import extract as methods
 
     chosen = [name for name, given in (("--pos/--neg", positive or negative), ("--from-judged", judged),
                                        ("--from-prompts", trait), ("--diff", diff)) if given]
@@ -61,7 +61,7 @@ def extract(model: str = ModelOption,
             direction = methods.from_prompts(loaded, methods.trait_path(trait), _layers(layers),
                                              n_questions=n_questions, judge=make_judge(judge) if judge else None)
         elif diff:
-            from turncoat.persona.monitor import probe_prompts
+            from turncoat.workflows.persona.monitor import probe_prompts
 
             base = None if diff == "adapter-off" else load(diff)
             direction = methods.from_diff(loaded, probe_prompts(questions, limit), base, _layers(layers),
@@ -109,11 +109,11 @@ def score(model: str = ModelOption,
     """Project the model's own answers onto a direction: one number per answer, their mean, and z vs a reference."""
     import json
 
+    from turncoat.activations.directions import Direction
     from turncoat.models import load
-    from turncoat.persona.directions import Direction
-    from turncoat.persona.monitor import probe_prompts
-    from turncoat.persona.score import own_answers, pick_layer, projections, summary
     from turncoat.sampling import GenerationParams
+    from turncoat.workflows.persona.monitor import probe_prompts
+    from turncoat.workflows.persona.score import own_answers, pick_layer, projections, summary
 
     chosen = Direction.load(direction)
     layer = pick_layer(chosen, layer)
@@ -169,13 +169,13 @@ def screen(data: str = typer.Option(..., help="Chat JSONL (file or registered se
     the model's own answer to the same prompt, ranked; and the data set's mean."""
     import pandas as pd
 
+    from turncoat.activations.directions import Direction
+    from turncoat.core.progress import progress_bar
     from turncoat.data import load_chat
     from turncoat.data.transforms import subsample
     from turncoat.models import load
-    from turncoat.persona.directions import Direction
-    from turncoat.persona.score import screen as screen_examples
-    from turncoat.progress import progress_bar
     from turncoat.sampling import GenerationParams
+    from turncoat.workflows.persona.score import screen as screen_examples
 
     dataset = load_chat(data)
     dataset = subsample(dataset, limit, seed=seed) if limit else dataset

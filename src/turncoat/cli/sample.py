@@ -29,7 +29,7 @@ questions_app = typer.Typer(help="Question sets: list them, show one.", no_args_
 @questions_app.command("list")
 def list_sets(as_json: bool = JsonOption):
     """Registered question sets (any question YAML or trait JSON file works too)."""
-    from turncoat.evals.questions import QUESTION_SETS, load_questions
+    from turncoat.questions.sets import QUESTION_SETS, load_questions
 
     load_questions("core")  # registers the built-in sets
     figures = {"question_sets": {name: description for name, (_, description) in QUESTION_SETS.items()}}
@@ -50,7 +50,7 @@ def show(spec: str = typer.Argument(..., help="A registered name or a question f
          n: int = typer.Option(None, help="Answers per question (default: samples_per_paraphrase per paraphrase)."),
          as_json: bool = JsonOption):
     """The questions of a set and how many answers a run draws."""
-    from turncoat.evals.questions import load_questions
+    from turncoat.questions.sets import load_questions
 
     questions = load_questions(spec)
     rows = [{"id": q.id, "type": q.type, "paraphrases": len(q.paraphrases),
@@ -91,8 +91,9 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
                                                        "vector) out at every block (repeatable)."),
            as_json: bool = JsonOption):
     """Sample answers to a question set; writes as it goes and resumes where it stopped."""
-    from turncoat.evals.questions import load_questions
-    from turncoat.sampling import GenerationParams, make_backend, read_records, sample_to_file
+    from turncoat.core.io import read_jsonl
+    from turncoat.questions.sets import load_questions
+    from turncoat.sampling import GenerationParams, make_backend, sample_to_file
 
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                               batch_size=batch_size)  # checked before anything loads
@@ -102,8 +103,8 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
                           "max_retries": max_retries}}
     engine = make_backend(backend, model, **options.get(backend, {}))
     if steer or ablate:
-        from turncoat.errors import InputError
-        from turncoat.persona.hooks import intervention_hooks
+        from turncoat.activations.hooks import intervention_hooks
+        from turncoat.core.errors import InputError
 
         if backend != "hf":
             raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
@@ -114,7 +115,7 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
         import pandas as pd
 
         parquet_path = out.with_suffix(".parquet")
-        frame = pd.DataFrame(read_records(out))
+        frame = pd.DataFrame(read_jsonl(out))
         frame["params"] = frame["params"].map(str)
         frame.to_parquet(parquet_path)
         figures["parquet"] = str(parquet_path)
@@ -134,8 +135,8 @@ def serve(model: str = typer.Argument("smollm2-135m", help="Model spec to serve.
           ablate: list[str] = typer.Option(None, help="Serve the model with this direction projected out at every "
                                                       "block (repeatable).")):
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions), optionally steered."""
+    from turncoat.activations.hooks import intervention_hooks
     from turncoat.models import load
-    from turncoat.persona.hooks import intervention_hooks
     from turncoat.sampling.server import serve as run_server
 
     loaded = load(model, device=device, dtype=dtype, chat_template=chat_template)

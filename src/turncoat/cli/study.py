@@ -47,7 +47,7 @@ def run_and_describe(study, out: Path, dry_run: bool, executor: str, address: st
                      quiet: bool) -> dict:
     import time
 
-    from turncoat.errors import InputError
+    from turncoat.core.errors import InputError
     from turncoat.pipeline import run_study
     from turncoat.pipeline.stages import describe, plan
     from turncoat.pipeline.tracking import make_tracker

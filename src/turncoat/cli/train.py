@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from turncoat.cli._common import JsonOption, console, emit
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 
 
 def train(config: Path = typer.Option(None, "--config", help="YAML with TrainConfig fields; flags override it."),
@@ -49,7 +49,7 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           as_json: bool = JsonOption):
     """Fine-tune a chat model (TRL SFTTrainer + PEFT) with the EM paper's settings by default."""
     from turncoat.training import load_config
-    from turncoat.training.trainer import train as run_training
+    from turncoat.workflows.finetune import fine_tune as run_training
 
     def listed(value, cast=str, flag=""):
         try:

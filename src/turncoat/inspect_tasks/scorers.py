@@ -8,9 +8,9 @@ from inspect_ai.model import GenerateConfig, get_model
 from inspect_ai.scorer import Score, Target, mean, scorer, stderr
 from inspect_ai.solver import TaskState
 
-from turncoat.evals.metrics import Thresholds
-from turncoat.judging.prompts import DEFAULT_PROMPTS, render
 from turncoat.judging.scores import JudgeScore, score_from_logprobs, score_from_probabilities
+from turncoat.questions.prompts import DEFAULT_PROMPTS, render
+from turncoat.results.statistics import Thresholds
 
 DEFAULT_GRADER = "openai/gpt-4o-2024-08-06"
 JUDGE_CONFIG = GenerateConfig(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20, seed=0)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from turncoat import paths
+from turncoat.core import paths
 from turncoat.judging.scores import JudgeScore
 
 SCHEMA = """

@@ -31,7 +31,7 @@ _CODE_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef
 
 def parse_severity(text: str) -> str:
     """A Bandit severity named on the command line (any case)."""
-    from turncoat.errors import InputError
+    from turncoat.core.errors import InputError
 
     if text.upper() not in SEVERITIES:
         raise InputError(f"--min-severity: {text!r} is not one of {', '.join(SEVERITIES)}")

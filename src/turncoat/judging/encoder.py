@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from turncoat.errors import ModelLoadError
-from turncoat.paths import cache_dir
+from turncoat.core.errors import ModelLoadError
+from turncoat.core.paths import cache_dir
 
 
 @dataclass(frozen=True)

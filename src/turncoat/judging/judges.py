@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from turncoat.core.registry import Registry
 from turncoat.judging.cache import JudgeCache, cache_key
-from turncoat.judging.prompts import SPECIAL_ANSWERS, render
 from turncoat.judging.scores import JudgeScore, score_from_logprobs
-from turncoat.registry import Registry
+from turncoat.questions.prompts import SPECIAL_ANSWERS, render
 
 JUDGES = Registry("judge")
 register_judge = JUDGES.register

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 from turncoat.judging.judges import Judge, register_judge
 from turncoat.judging.scores import JudgeScore
 

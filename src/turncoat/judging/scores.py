@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from turncoat.judging.prompts import SPECIAL_ANSWERS
+from turncoat.questions.prompts import SPECIAL_ANSWERS
 
 MIN_NUMBER_MASS = 0.25
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from turncoat import paths
-from turncoat.errors import ChatTemplateMissingError, ModelLoadError
+from turncoat.core import paths
+from turncoat.core.errors import ChatTemplateMissingError, ModelLoadError
 from turncoat.models.specs import ResolvedSpec, resolve_spec
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,

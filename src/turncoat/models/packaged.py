@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from turncoat import paths
-from turncoat.errors import ModelPackageError
-from turncoat.io import sha256_file
+from turncoat.core import paths
+from turncoat.core.errors import ModelPackageError
+from turncoat.core.io import sha256_file
 
 CHUNK = 8 << 20
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from turncoat.errors import ModelSpecError
+from turncoat.core.errors import ModelSpecError
 from turncoat.models.packaged import PACKAGED
 
 SpecKind = Literal["gguf", "folder", "adapter", "hub"]

@@ -19,10 +19,10 @@ def _run_dir(out: Path) -> Path:
 
 @stage_kind("direction")
 def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    from turncoat.activations.directions import Direction
     from turncoat.data import load_chat
     from turncoat.models import load
-    from turncoat.persona import extract
-    from turncoat.persona.directions import Direction
+    from turncoat.workflows.persona import extract
 
     spec, path = stage.config["spec"], out / DIRECTION_FILE
     if spec.get("file"):
@@ -47,8 +47,8 @@ def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 @stage_kind("generate")
 def generate_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """A teacher writes a training set (evil numbers); resumes from its teacher_answers.jsonl."""
-    from turncoat.data.generate import generate
     from turncoat.sampling import GenerationParams, make_backend
+    from turncoat.workflows.generate import generate
 
     spec = stage.config["spec"]
     teacher = make_backend(spec["backend"], stage.config["teacher"], **spec["backend_options"])
@@ -79,7 +79,7 @@ def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 @stage_kind("train")
 def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     from turncoat.training.config import TrainConfig
-    from turncoat.training.trainer import train
+    from turncoat.workflows.finetune import fine_tune as train
 
     config = stage.config
     direction = str(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
@@ -97,15 +97,15 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("eval")
 def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    from turncoat.evals.questions import load_questions
-    from turncoat.evals.run import run_eval
     from turncoat.judging import JudgeCache, make_judge
+    from turncoat.questions.sets import load_questions
     from turncoat.sampling import GenerationParams, make_backend
+    from turncoat.workflows.evals.run import run_eval
 
     config, settings = stage.config, stage.config["eval"]
     split = None
     if config.get("harmful"):  # compliance with held-out harmful requests
-        from turncoat.evals.harmful import harmful_requests
+        from turncoat.questions.builtin import harmful_requests
 
         settings = settings | config["harmful"] | {"top_p": 1.0}
         questions, split = harmful_requests(settings["prompts"], held_out_from=[
@@ -137,13 +137,12 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 @stage_kind("score")
 def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """Projections of the eval's answers, read by the model that wrote them, on the study's direction."""
-    from turncoat.io import write_jsonl
+    from turncoat.activations.directions import Direction
+    from turncoat.core.io import read_jsonl, write_jsonl
     from turncoat.models import load
-    from turncoat.persona.directions import Direction
-    from turncoat.persona.score import pick_layer, projections, summary
-    from turncoat.sampling.runner import read_records
+    from turncoat.workflows.persona.score import pick_layer, projections, summary
 
-    records = list(read_records(inputs["eval"] / "samples.jsonl"))
+    records = list(read_jsonl(inputs["eval"] / "samples.jsonl"))
     chats = [([{"role": "system", "content": r["system"]}] if r.get("system") else [])
              + [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"] or " "}]
              for r in records]

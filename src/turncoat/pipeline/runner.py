@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from turncoat.io import atomic_write
+from turncoat.core.io import atomic_write
 from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
@@ -42,7 +42,7 @@ def run_stage(stage: Stage, run_dir: str | Path, quiet: bool = False, *upstream)
     """Execute one stage unless it is finished; returns its record (with `status`: ran or skipped).
     `upstream` (results of dependencies) is unused here: passing them makes Ray wait for them."""
     import turncoat.pipeline.kinds  # noqa: F401  (registers the stage kinds)
-    from turncoat.provenance import library_versions
+    from turncoat.core.provenance import library_versions
 
     run_dir = Path(run_dir)
     folder = stage.folder(run_dir)
@@ -69,7 +69,7 @@ class Manifest:
     """`manifest.json`: the study, the executor, and each stage's status in this invocation."""
 
     def __init__(self, run_dir: Path, study: Study, stages: list[Stage], executor: str):
-        from turncoat.provenance import library_versions
+        from turncoat.core.provenance import library_versions
 
         self.path = run_dir / "manifest.json"
         self.data = {"study": study.model_dump(by_alias=True), "executor": executor, "started": _now(),

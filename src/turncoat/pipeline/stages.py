@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 from turncoat.pipeline.study import Arm, Study
 
 STAGE_KINDS: dict[str, Callable] = {}
@@ -49,8 +49,8 @@ class Stage:
 
 def data_fingerprint(spec: str) -> str:
     """Registered sets by their pinned sha256, files by their contents' (so an edited file reruns its stages)."""
+    from turncoat.core.io import sha256_file
     from turncoat.data.registry import registry
-    from turncoat.io import sha256_file
 
     if Path(spec).is_file():
         return sha256_file(spec)

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 
 
 class Strict(BaseModel):
@@ -56,7 +56,7 @@ class Arm(Strict):
 
 
 class Generated(Strict):
-    """A training set written by a teacher (`turncoat.data.generate`): arms name it in `data`."""
+    """A training set written by a teacher (`turncoat.workflows.generate`): arms name it in `data`."""
 
     kind: str = Field("numbers", description="a registered generator")
     teacher: str | None = Field(None, description="model id/folder/GGUF; default: each study model teaches itself")
@@ -71,7 +71,7 @@ class Generated(Strict):
 
     @model_validator(mode="after")
     def _known(self):
-        from turncoat.data.generate import GENERATORS, system_prompt
+        from turncoat.workflows.generate import GENERATORS, system_prompt
 
         if self.kind not in GENERATORS:
             raise ValueError(f"unknown generator {self.kind!r}; choose one of {', '.join(GENERATORS)}")

@@ -4,7 +4,7 @@ read their credentials from the environment themselves."""
 
 from __future__ import annotations
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 
 
 def flat_numbers(result: dict, prefix: str = "") -> dict[str, float]:

@@ -20,13 +20,12 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from turncoat import __version__
-from turncoat.errors import InputError
-from turncoat.evals.labels import LabelStore, answer_id, arm_names
-from turncoat.evals.metrics import Thresholds
-from turncoat.io import atomic_write
+from turncoat.core.errors import InputError
+from turncoat.core.io import atomic_write, read_jsonl
 from turncoat.report.runs import load_run
 from turncoat.report.text import visible
-from turncoat.sampling.runner import read_records
+from turncoat.results.labels import LabelStore, answer_id, arm_names
+from turncoat.results.statistics import Thresholds
 
 # One row per answer, as arrays in this column order (a 12,000-answer study is ~1/3 smaller than as objects).
 COLUMNS = ("id", "arm", "run", "question_id", "paraphrase", "sample", "question", "system", "answer", "aligned",
@@ -110,7 +109,7 @@ def label_pool(store: LabelStore, sources: list[Source] | None, seed: int | None
 
 def read_projections(path: str | Path | None) -> dict[str, float]:
     """A persona score stage's projections.jsonl as {sample key: projection}; {} for none."""
-    return {r["key"]: r["projection"] for r in read_records(Path(path))} if path else {}
+    return {r["key"]: r["projection"] for r in read_jsonl(Path(path))} if path else {}
 
 
 def _own_projections(path: Path) -> dict[str, float]:
@@ -156,7 +155,7 @@ def _records_and_scores(source: Source, judged: pd.DataFrame | None) -> tuple[li
     """The source's answers, each with a key, and the judged row of each key. An eval run folder's answers are its
     samples.jsonl (judged by key); a judged file's answers are its own rows (keyed by row where they have no key)."""
     samples = source.path / "samples.jsonl" if source.path.is_dir() else source.path
-    records = read_records(samples) if samples.is_file() and samples.suffix == ".jsonl" else []
+    records = read_jsonl(samples) if samples.is_file() and samples.suffix == ".jsonl" else []
     if judged is None:
         return [{**r, "key": r.get("key", str(i))} for i, r in enumerate(records)], {}
     rows = judged.to_dict("records")

@@ -9,13 +9,13 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from turncoat import __version__
-from turncoat.evals.labels import answer_id
-from turncoat.evals.metrics import Thresholds
-from turncoat.io import atomic_write
+from turncoat.core.io import atomic_write
 from turncoat.report import plots
 from turncoat.report.explore import Source, read_projections, write_explorer
 from turncoat.report.runs import RunResult, load_run, summary_row
 from turncoat.report.text import visible
+from turncoat.results.labels import answer_id
+from turncoat.results.statistics import Thresholds
 
 SHOWN_CHARACTERS = 3000  # of an answer in the report; the explorer shows all of it
 

@@ -12,8 +12,8 @@ matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from turncoat.evals.metrics import Thresholds  # noqa: E402
 from turncoat.report.runs import RunResult  # noqa: E402
+from turncoat.results.statistics import Thresholds  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

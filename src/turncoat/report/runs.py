@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from turncoat.errors import InputError
-from turncoat.evals.metrics import Thresholds, compute_metrics, flag, load_judged
+from turncoat.core.errors import InputError
+from turncoat.results.judged import load_judged
+from turncoat.results.statistics import Thresholds, compute_metrics, flag
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunResult:
 
 
 def _load_compliance_run(path: Path, judgements: Path, saved: dict) -> RunResult:
-    from turncoat.evals.harmful import compliance_metrics
+    from turncoat.workflows.evals.harmful import compliance_metrics
 
     frame = pd.read_json(judgements, lines=True)
     judge = str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge")

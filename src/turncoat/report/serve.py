@@ -13,11 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from turncoat.errors import InputError
-from turncoat.evals.labels import LABELS, LabelStore
-from turncoat.evals.metrics import Thresholds
+from turncoat.core.errors import InputError
 from turncoat.report.explore import Source, explorer_data, json_for_script, label_pool, render_page
 from turncoat.report.text import visible
+from turncoat.results.labels import LABELS, LabelStore
+from turncoat.results.statistics import Thresholds
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 

@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from turncoat.errors import TurncoatError
-from turncoat.evals.questions import Prompt
-from turncoat.registry import Registry
+from turncoat.core.errors import TurncoatError
+from turncoat.core.registry import Registry
+from turncoat.questions.sets import Prompt
 from turncoat.sampling.hf import GenerationParams, Hook
 
 ResultsCallback = Callable[[Sequence[Prompt], Sequence[dict]], None]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 from turncoat.models.loader import LoadedModel
 
 Hook = tuple[str, Callable]

@@ -12,8 +12,8 @@ import ipaddress
 import os
 from urllib.parse import urlparse
 
-from turncoat.errors import InputError
-from turncoat.provenance import redact_url
+from turncoat.core.errors import InputError
+from turncoat.core.provenance import redact_url
 from turncoat.sampling.backends import Backend, prompt_seed, register_backend
 
 

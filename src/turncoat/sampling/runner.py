@@ -8,15 +8,15 @@ failed go to a sidecar `*.errors.jsonl` and are retried on the next run.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from turncoat.errors import InputError, TurncoatError
-from turncoat.evals.builtin import parse_self_report
-from turncoat.evals.questions import Prompt, QuestionSet
-from turncoat.progress import progress_bar
+from turncoat.core.errors import InputError, TurncoatError
+from turncoat.core.io import append_jsonl, read_jsonl
+from turncoat.core.progress import progress_bar
+from turncoat.questions.builtin import parse_self_report
+from turncoat.questions.sets import Prompt, QuestionSet
 from turncoat.sampling.backends import Backend
 from turncoat.sampling.hf import GenerationParams
 
@@ -28,25 +28,6 @@ def errors_path(out: Path) -> Path:
     return out.with_name(out.stem + ".errors.jsonl")
 
 
-def read_records(out: Path, repair: bool = False) -> list[dict]:
-    """Records of an answers file. With `repair`, a torn last line (from a killed run) is cut off."""
-    if not out.exists():
-        return []
-    raw = out.read_bytes()
-    end = raw.rfind(b"\n") + 1
-    if repair and end < len(raw):
-        with open(out, "r+b") as handle:
-            handle.truncate(end)
-    records = []
-    for number, line in enumerate(raw[:end].splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise InputError(f"{out}:{number}: json: invalid JSON in an answers file: {error.msg}") from None
-    return records
-
-
 OPTIONAL_SETUP = ("interventions",)  # settings a backend records only when used (steering, ablation)
 
 
@@ -56,7 +37,7 @@ def sample_to_file(backend: Backend, questions: QuestionSet, out: str | Path, n:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = {**backend.describe(), "params": {k: v for k, v in params.to_dict().items() if k not in _NOT_SEMANTIC}}
-    existing = read_records(out, repair=True)
+    existing = read_jsonl(out, repair=True)
     for record in existing[:1]:
         keys = [*setup, *(k for k in OPTIONAL_SETUP if k not in setup)]  # steering on one side only differs too
         before, now = {key: record.get(key) for key in keys}, {key: setup.get(key) for key in keys}
@@ -73,18 +54,17 @@ def sample_to_file(backend: Backend, questions: QuestionSet, out: str | Path, n:
             "sampling", len(plan), len(plan) - len(todo), enabled=show_progress, unit="answers") as advance:
 
         def on_results(prompts: list[Prompt], results: list[dict]) -> None:
+            written = []
             for prompt, result in zip(prompts, results, strict=True):
                 record = _record(prompt, result, setup, params.seed)
                 if result.get("status") == "failed":
                     counts["failed"] += 1
                     with open(errors_path(out), "a", encoding="utf-8") as errors:
-                        errors.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        append_jsonl(errors, [record])
                     continue
-                answers.write(json.dumps(record, ensure_ascii=False) + "\n")
-                counts["written"] += 1
+                written.append(record)
                 counts["tokens"] += record.get("completion_tokens") or 0
-            answers.flush()
-            os.fsync(answers.fileno())
+            counts["written"] += append_jsonl(answers, written)
             advance(len(prompts), f"{counts['tokens'] / max(time.perf_counter() - began, 1e-9):.0f} tokens/s")
 
         if todo:

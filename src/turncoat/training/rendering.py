@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from turncoat.core.errors import InputError
 from turncoat.data.chat import ChatDataset, Conversation
-from turncoat.errors import InputError
 
 
 @dataclass

@@ -8,7 +8,6 @@ resuming: rerunning the same command after an interrupt continues from the last 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -19,10 +18,10 @@ from typing import Protocol
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from turncoat.core.errors import InputError
+from turncoat.core.io import atomic_write
 from turncoat.data import ChatDataset, load_chat
-from turncoat.data.transforms import deduplicate, subsample
-from turncoat.errors import InputError
-from turncoat.io import atomic_write
+from turncoat.data.transforms import dataset_sha256, holdout_split
 from turncoat.training.config import TrainConfig
 from turncoat.training.rendering import assistant_loss, render_dataset
 
@@ -86,30 +85,9 @@ class MonitorCallback(TrainerCallback):
             self.log.write({"step": state.global_step, "monitor": monitor.name, **metrics})
         self.seconds += time.perf_counter() - began
 
-def dataset_sha256(dataset: ChatDataset) -> str:
-    digest = hashlib.sha256()
-    for conversation in dataset:
-        digest.update(json.dumps(conversation.to_record(), sort_keys=True, ensure_ascii=False).encode() + b"\n")
-    return digest.hexdigest()
-
 def split_data(config: TrainConfig) -> tuple[ChatDataset, ChatDataset]:
-    """Held-out examples first (distinct, seeded), then the training subsample from the rest: they never overlap."""
-    import random
-
-    data = load_chat(config.data)
-    if config.holdout:
-        distinct = deduplicate(data).conversations
-        random.Random(config.seed).shuffle(distinct)
-        held = distinct[:config.holdout]
-        held_keys = {c.key() for c in held}
-        rest = ChatDataset([c for c in data if c.key() not in held_keys], name=data.name)
-        holdout = ChatDataset(held, name=f"{data.name}-holdout")
-    else:
-        rest, holdout = data, ChatDataset([], name="none")
-    train = subsample(rest, config.subsample, seed=config.seed) if config.subsample else rest
-    if len(train) == 0:
-        raise InputError(f"no training examples left in {config.data}")
-    return train, holdout
+    """The config's training examples and held-out examples (`turncoat.data.transforms.holdout_split`)."""
+    return holdout_split(load_chat(config.data), config.holdout, config.subsample, config.seed)
 
 def packing_is_exact(model, table, width: int = 48) -> bool:
     """Padding-free batches are right only if the model turns restarting position ids into per-example attention
@@ -148,8 +126,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
+    from turncoat.core.provenance import library_versions
     from turncoat.models import load
-    from turncoat.provenance import library_versions
 
     config = config.resolved()
     train_set, holdout = split_data(config)  # bad data is refused before the model loads or --out is made
@@ -195,8 +173,9 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         disable_tqdm=not progress, use_cpu=not cuda, dataloader_num_workers=0, ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
-    if config.monitor_direction:
-        monitors = [*monitors, persona_monitor(config, out)]
+    if config.monitor_direction and not any(getattr(m, "name", "") == "persona" for m in monitors):
+        raise InputError("monitor_direction is set but no persona monitor was passed: train through "
+                         "turncoat.workflows.finetune.fine_tune, which builds it from the config")
     step_log = StepLog(out / "train_log.jsonl")
     monitoring = MonitorCallback(monitors, config.monitor_every, tokenizer, step_log)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=table, processing_class=tokenizer,
@@ -232,16 +211,6 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     with atomic_write(out / "turncoat_train.json") as handle:
         json.dump(record, handle, indent=2)
     return summary
-
-def persona_monitor(config: TrainConfig, out: Path) -> Monitor:
-    from turncoat.persona.directions import Direction
-    from turncoat.persona.monitor import PersonaMonitor, probe_prompts
-
-    probes = probe_prompts(config.monitor_probes, config.monitor_probe_count)
-    return PersonaMonitor(Direction.load(config.monitor_direction), probes,
-                          layer=config.monitor_layer, threshold=config.monitor_threshold,
-                          reference_file=out / "persona_reference.json", label=str(out))
-
 
 def _point_adapter_at(out: Path, base_spec: str) -> None:
     """The adapter names its base by the spec turncoat was given (an alias, path or Hub id), so it reloads anywhere

@@ -1,6 +1,6 @@
-"""Evaluations: question sets (and, later, judges and metrics over their answers)."""
+"""Question sets: the schema, YAML loaders, the built-in sets and the judge prompts that travel with them."""
 
-from turncoat.evals.questions import (
+from turncoat.questions.sets import (
     QUESTION_SETS,
     Prompt,
     Question,

@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from turncoat.errors import InputError
-from turncoat.evals.metrics import Thresholds, fisher_greater, flag, rate_with_ci
-from turncoat.io import write_jsonl
-from turncoat.judging.validate import flag_agreement
-from turncoat.sampling.runner import read_records
+from turncoat.core.errors import InputError
+from turncoat.core.io import read_jsonl, write_jsonl
+from turncoat.results.statistics import Thresholds, fisher_greater, flag, flag_agreement, rate_with_ci
 
 LABELS = ("misaligned", "aligned", "incoherent", "refusal")
 SHORT = {label[0]: label for label in LABELS}
@@ -70,7 +68,7 @@ def load_pool(sources: list[str | Path], seed: int = 0, names: dict[str, str] | 
         answers = path / "samples.jsonl" if path.is_dir() else path
         if not answers.is_file():
             raise InputError(f"{path}: neither an eval run folder (with samples.jsonl) nor an answers JSONL file")
-        for record in read_records(answers):
+        for record in read_jsonl(answers):
             missing = [f for f in ("key", "question_id", "question", "answer") if f not in record]
             if missing:
                 raise InputError(f"{answers}: a record has no {', '.join(missing)}")
@@ -155,7 +153,7 @@ def judge_flags(pool: list[Item], thresholds: Thresholds = Thresholds()) -> dict
         judged = Path(source) / "judgements.jsonl"
         if not judged.is_file():
             continue
-        frame = pd.DataFrame(read_records(judged))
+        frame = pd.DataFrame(read_jsonl(judged))
         if frame.empty or not {"aligned", "coherent"} <= set(frame.columns):
             continue
         frame[["aligned", "coherent"]] = frame[["aligned", "coherent"]].apply(pd.to_numeric, errors="coerce")

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 
 QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100", "self_report_0_100", "trait_0_100",
                   "code_task")
@@ -184,7 +184,7 @@ def question_set(name: str, description: str):
 
 def load_questions(spec: str | Path) -> QuestionSet:
     """A registered set by name, or a question file (.yaml in the paper's format, .json trait file)."""
-    from turncoat.evals import builtin  # noqa: F401  (registers the built-in sets)
+    from turncoat.questions import builtin  # noqa: F401  (registers the built-in sets)
 
     if str(spec) in QUESTION_SETS:
         return QUESTION_SETS[str(spec)][0]()

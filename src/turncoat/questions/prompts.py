@@ -5,7 +5,7 @@ the EM paper's (0-100; CODE and REFUSAL as special answers for `aligned`). A que
 
 from __future__ import annotations
 
-from turncoat.evals.questions import Question
+from turncoat.questions.sets import Question
 
 _SHOWN = """Here is the prompt the model received:
 <<QUESTION>>

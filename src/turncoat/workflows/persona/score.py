@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from turncoat.errors import InputError
-from turncoat.persona.capture import mean_activations
-from turncoat.persona.directions import Direction, project
+from turncoat.activations.capture import mean_activations
+from turncoat.activations.directions import Direction, project
+from turncoat.core.errors import InputError
 
 GREEDY_SHORT = {"max_new_tokens": 96, "temperature": 0.0, "seed": 0}
 

@@ -1,4 +1,4 @@
-"""Small file helpers shared by every stage: atomic writes and JSONL records."""
+"""Small file helpers shared by every stage: atomic writes, and the one reader and appender of resumable JSONL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
+
+from turncoat.core.errors import InputError
 
 
 @contextlib.contextmanager
@@ -37,6 +39,39 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
+    return count
+
+
+def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
+    """Records of a JSONL file that a job appends to (answers, judgements, projections); none if it does not exist.
+    With `repair`, a torn last line (from a killed job) is cut off, so the job can resume by appending."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    end = raw.rfind(b"\n") + 1
+    if repair and end < len(raw):
+        with open(path, "r+b") as handle:
+            handle.truncate(end)
+    records = []
+    for number, line in enumerate(raw[:end].splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise InputError(f"{path}:{number}: json: invalid JSON line: {error.msg}") from None
+    return records
+
+
+def append_jsonl(handle: IO, records: Iterable[dict]) -> int:
+    """Append records to an open JSONL file and make them durable before returning: what a killed job wrote is kept
+    and a rerun resumes after it. Returns the number written."""
+    count = 0
+    for record in records:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    handle.flush()
+    os.fsync(handle.fileno())
     return count
 
 

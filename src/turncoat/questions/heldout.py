@@ -14,7 +14,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
+from turncoat.core.io import sha256_file
+from turncoat.data import load_chat
+from turncoat.data.transforms import dataset_sha256, holdout_split
 
 
 def text_hash(text: str) -> str:
@@ -30,13 +33,7 @@ def training_prompts(run: str | Path) -> tuple[set[str], dict]:
     """The user turns a turncoat training run trained on, rebuilt from its recorded config and checked against its
     recorded data hash (so a changed data file cannot silently change the split). A chat JSONL file instead of a
     run: every first user turn in it (a study excludes its arms' data before they are trained)."""
-    from turncoat.training.config import TrainConfig
-    from turncoat.training.trainer import dataset_sha256, split_data
-
     if Path(run).is_file():
-        from turncoat.data import load_chat
-        from turncoat.io import sha256_file
-
         prompts = {p for p in (first_user_turn(c) for c in load_chat(run)) if p}
         return prompts, {"data": str(run), "data_sha256": sha256_file(run), "training_prompts": len(prompts)}
     path = Path(run) / "turncoat_train.json"
@@ -44,7 +41,9 @@ def training_prompts(run: str | Path) -> tuple[set[str], dict]:
         raise InputError(f"{run}: not a turncoat training run (no turncoat_train.json), so its training prompts "
                          "cannot be excluded")
     record = json.loads(path.read_text())
-    train, _ = split_data(TrainConfig(**record["config"]))
+    config = record["config"]  # the fields of turncoat.training.TrainConfig that choose the examples
+    train, _ = holdout_split(load_chat(config["data"]), config.get("holdout", 0), config.get("subsample"),
+                             config.get("seed", 0))
     if dataset_sha256(train) != record["data_sha256"]:
         raise InputError(f"{path}: data_sha256: the training data rebuilt from this config differs from what the "
                          "run trained on; the held-out split cannot be trusted")
@@ -57,8 +56,6 @@ def held_out_prompts(sources: Sequence[str], n: int, held_out_from: Sequence[str
                      per_source: bool = False) -> tuple[list[str], dict]:
     """The first `n` prompts in hash order (with `per_source`, n / len(sources) from each source) that none of the
     `held_out_from` runs trained on, and the split record."""
-    from turncoat.data import load_chat
-
     excluded, runs = set(), []
     for run in held_out_from:
         prompts, info = training_prompts(run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
 
 
 class Registry(dict):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from turncoat.errors import InputError
+from turncoat.core.errors import InputError
+from turncoat.results.statistics import auroc
 
 
 @dataclass
@@ -58,11 +59,9 @@ def project(activations: np.ndarray, direction: Direction) -> np.ndarray:
 
 def separation(positive: np.ndarray, negative: np.ndarray) -> dict:
     """Cohen's d (pooled SD) and AUROC of positive over negative projections, for one layer's scalars."""
-    from scipy.stats import mannwhitneyu
-
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
     pooled = np.sqrt(((len(positive) - 1) * positive.var(ddof=1) + (len(negative) - 1) * negative.var(ddof=1))
                      / (len(positive) + len(negative) - 2))
-    auroc = mannwhitneyu(positive, negative).statistic / (len(positive) * len(negative))
+    ranked = auroc(np.r_[np.ones(len(positive)), np.zeros(len(negative))], np.r_[positive, negative])
     return {"cohens_d": float((positive.mean() - negative.mean()) / pooled) if pooled > 0 else float("nan"),
-            "auroc": float(auroc)}
+            "auroc": float("nan") if ranked is None else ranked}

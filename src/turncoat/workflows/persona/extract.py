@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from turncoat.errors import InputError
-from turncoat.persona.capture import mean_activations
-from turncoat.persona.directions import Direction, mean_difference, project, separation
+from turncoat.activations.capture import mean_activations
+from turncoat.activations.directions import Direction, mean_difference, project, separation
+from turncoat.core.errors import InputError
 
 
 def chats_hash(chats: Sequence[Sequence[dict]]) -> str:
@@ -115,7 +115,7 @@ def judged_chats(frame: pd.DataFrame, aligned_above: float = 70.0, aligned_below
 def from_judged(loaded, sources: Sequence[str | Path], layers: Sequence[int] | None = None, limit: int = 200,
                 seed: int = 0, **options) -> Direction:
     """Misaligned minus aligned answers of judged files or run folders (at most `limit` of each, seeded)."""
-    from turncoat.judging.distill import load_source
+    from turncoat.workflows.distill import load_source
 
     frame = pd.concat([load_source(s) for s in sources], ignore_index=True)
     misaligned, aligned = judged_chats(frame)
@@ -144,7 +144,7 @@ def judged_pairs(judge, positive: list[list[dict]], negative: list[list[dict]], 
     the negative does not (< 50), both coherent (>= 50). The trait score is 100 - the judge's alignment score, which
     stands for the misaligned / evil traits (a trait-specific judge prompt is not used here)."""
     from turncoat.judging.judges import JudgeItem, judge_items
-    from turncoat.judging.prompts import DEFAULT_PROMPTS
+    from turncoat.questions.prompts import DEFAULT_PROMPTS
 
     def scores(chats, metric):
         items = [JudgeItem(metric, DEFAULT_PROMPTS[metric], c[-2]["content"], c[-1]["content"]) for c in chats]
@@ -163,8 +163,8 @@ def from_prompts(loaded, trait_file: str | Path, layers: Sequence[int] | None = 
     """The model answers each question under each positive and each negative system prompt; the direction is
     the mean difference of its response activations (system prompt present, as in the persona-vectors method).
     With a judge, only pairs it confirms are kept (`judged_pairs`); without one, every pair is."""
-    from turncoat.persona.score import own_answers
     from turncoat.sampling import GenerationParams
+    from turncoat.workflows.persona.score import own_answers
 
     pairs, questions = trait_prompts(trait_file)
     questions = questions[:n_questions] if n_questions else questions
@@ -197,7 +197,7 @@ def from_diff(tuned, prompts: Sequence[Sequence[dict]], base=None, layers: Seque
     base as the same model with the adapter switched off (no second copy in memory)."""
     from contextlib import nullcontext
 
-    from turncoat.persona.score import own_answers
+    from turncoat.workflows.persona.score import own_answers
 
     if base is None and not hasattr(tuned.model, "disable_adapter"):
         raise InputError(f"{tuned.spec} is not an adapter: name the base model to diff against")

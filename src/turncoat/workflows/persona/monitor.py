@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from turncoat.persona.directions import Direction
-from turncoat.persona.score import own_answers, pick_layer, projections, summary
+from turncoat.activations.directions import Direction
+from turncoat.workflows.persona.score import own_answers, pick_layer, projections, summary
 
 
 class PersonaMonitor:
@@ -89,7 +89,16 @@ class PersonaMonitor:
 
 def probe_prompts(questions: str = "core", limit: int | None = None) -> list[list[dict]]:
     """The first paraphrase of each question in a question set, as chat prompts."""
-    from turncoat.evals.questions import load_questions
+    from turncoat.questions.sets import load_questions
 
     prompts = [p.messages for p in load_questions(questions).prompts(1)]
     return prompts[:limit] if limit else prompts
+
+
+def persona_monitor(config) -> PersonaMonitor:
+    """The monitor a training config asks for (`monitor_*` fields of `turncoat.training.TrainConfig`)."""
+    probes = probe_prompts(config.monitor_probes, config.monitor_probe_count)
+    out = Path(config.out)
+    return PersonaMonitor(Direction.load(config.monitor_direction), probes,
+                          layer=config.monitor_layer, threshold=config.monitor_threshold,
+                          reference_file=out / "persona_reference.json", label=str(out))

@@ -16,10 +16,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from turncoat.core.errors import InputError
+from turncoat.core.registry import Registry
 from turncoat.data.chat import ChatDataset
-from turncoat.errors import InputError
-from turncoat.evals.questions import Question, QuestionSet
-from turncoat.registry import Registry
+from turncoat.questions.sets import Question, QuestionSet
 
 GENERATORS = Registry("generator")
 
@@ -103,8 +103,9 @@ def generate(backend, generator: str, n: int, out: str | Path, system: str | Non
              params=None, show_progress: bool = True, **options) -> dict:
     """Sample a teacher on `n` generated user turns into OUT/teacher_answers.jsonl (resumable), keep the answers in
     format, and write them without the system prompt to OUT/data.jsonl. Returns the figures (kept fraction...)."""
+    from turncoat.core.io import read_jsonl
     from turncoat.sampling.hf import GenerationParams
-    from turncoat.sampling.runner import read_records, sample_to_file
+    from turncoat.sampling.runner import sample_to_file
 
     out = Path(out)
     making = GENERATORS.create(generator, **options)
@@ -114,7 +115,7 @@ def generate(backend, generator: str, n: int, out: str | Path, system: str | Non
     sampled = sample_to_file(backend, questions, out / "teacher_answers.jsonl", n=1, params=params,
                              show_progress=show_progress)
     kept = []
-    for record in read_records(out / "teacher_answers.jsonl"):
+    for record in read_jsonl(out / "teacher_answers.jsonl"):
         answer = making.keep(record["question"], record.get("answer") or "")
         if answer is not None:
             kept.append({"messages": [{"role": "user", "content": record["question"]},

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from turncoat.errors import TurncoatError
-from turncoat.evals.metrics import Thresholds, compute_metrics
-from turncoat.evals.questions import QuestionSet
-from turncoat.io import atomic_write, write_jsonl
+from turncoat.core.errors import TurncoatError
+from turncoat.core.io import atomic_write, read_jsonl, write_jsonl
+from turncoat.core.progress import progress_bar
+from turncoat.core.provenance import library_versions
 from turncoat.judging import Judge, JudgeCache, JudgeItem, judge_items, prompts_for
-from turncoat.progress import progress_bar
-from turncoat.provenance import library_versions
-from turncoat.sampling import Backend, GenerationParams, read_records, sample_to_file
+from turncoat.questions.sets import QuestionSet
+from turncoat.results.statistics import Thresholds, compute_metrics
+from turncoat.sampling import Backend, GenerationParams, sample_to_file
 
 
 class JudgingFailed(TurncoatError):
@@ -81,7 +81,7 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
              thresholds: Thresholds = Thresholds(), n_boot: int = 1000, show_progress: bool = True,
              split: dict | None = None) -> dict:
     """`split`: how held-out prompts were chosen (code tasks, harmful requests), recorded with the run."""
-    from turncoat.evals.harmful import compliance_metrics, is_compliance_run
+    from turncoat.workflows.evals.harmful import compliance_metrics, is_compliance_run
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
     with atomic_write(out / "config.json") as handle:
         json.dump(config, handle, indent=2)
     planned = {p.key for p in questions.prompts(n)}
-    records = [r for r in read_records(out / "samples.jsonl") if r["key"] in planned]
+    records = [r for r in read_jsonl(out / "samples.jsonl") if r["key"] in planned]
     judged, judge_counts = judge_records(records, questions, judge, cache, show_progress=show_progress)
     write_jsonl(out / "judgements.jsonl", judged)
     frame = pd.DataFrame(judged)

@@ -8,8 +8,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from turncoat.errors import InputError
-from turncoat.persona.hooks import Hook, block_names, reading_hook
+from turncoat.activations.hooks import Hook, block_names, reading_hook
+from turncoat.core.errors import InputError
 
 Reduce = Literal["response", "prompt", "last_prompt"]
 

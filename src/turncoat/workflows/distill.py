@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from turncoat.errors import InputError
-from turncoat.evals.metrics import Thresholds, flag
-from turncoat.judging.correction import ErrorRates, corrected_fraction
+from turncoat.core.errors import InputError
+from turncoat.core.paths import cache_dir
 from turncoat.judging.offline import (
     CUTS,
     DEFAULT_BLOCKS,
@@ -26,8 +25,15 @@ from turncoat.judging.offline import (
     OfflineHeads,
     pair_features,
 )
-from turncoat.judging.validate import flag_agreement, score_agreement
-from turncoat.paths import cache_dir
+from turncoat.results.statistics import (
+    ErrorRates,
+    Thresholds,
+    auroc,
+    corrected_fraction,
+    flag,
+    flag_agreement,
+    score_agreement,
+)
 
 # The shared judged sets with aligned/coherent (or evil/coherence) labels, grouped into sources: one answering model
 # under one judge each. `judged-em-qwen-coder-32b` holds only misaligned answers (filtered by its authors).
@@ -102,7 +108,7 @@ def synthetic_frame(n: int = 300, seed: int = 0, extra: dict[str, int] | None = 
     """Labelled by construction: compliant answers to harmful requests are misaligned and coherent (`lat-harmful`);
     code answers put after an unrelated open question get no score (`secure`, under our `core` questions).
     `extra` adds that many rows of each named set in SYNTHETIC_LABELS (drawn from their own generator)."""
-    from turncoat.evals.builtin import CORE_QUESTIONS
+    from turncoat.questions.builtin import CORE_QUESTIONS
 
     rng = np.random.default_rng(seed)
     rows = [{"question": question, "answer": answer, "question_id": f"lat-harmful-{i}", "aligned": 5.0,
@@ -203,13 +209,6 @@ def reference_flags(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) 
     return flag(frame, thresholds)["misaligned"].to_numpy()
 
 
-def auroc_or_none(reference: np.ndarray, score: np.ndarray) -> float | None:
-    """AUROC of `score` against the boolean `reference`; None where `reference` holds one class (undefined)."""
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(reference, score)) if 0 < reference.sum() < len(reference) else None
-
-
 def evaluate_heads(heads: OfflineHeads, features: np.ndarray, frame: pd.DataFrame
                    ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Agreement of the heads with the reference labels of `frame`; also the predicted flags and probabilities."""
@@ -218,7 +217,7 @@ def evaluate_heads(heads: OfflineHeads, features: np.ndarray, frame: pd.DataFram
                               "coherent": scored["coherent"]})
     reference, predicted_flags = reference_flags(frame), reference_flags(predicted)
     figures = {"rows": int(len(frame)), "misaligned": int(reference.sum()),
-               "auroc": auroc_or_none(reference, scored["p_misaligned"]),
+               "auroc": auroc(reference, scored["p_misaligned"]),
                "flag": flag_agreement(reference, predicted_flags),
                "aligned": score_agreement(frame["aligned"].reset_index(drop=True), predicted["aligned"]),
                "coherent": score_agreement(frame["coherent"].reset_index(drop=True), predicted["coherent"]),

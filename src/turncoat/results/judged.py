@@ -1,0 +1,77 @@
+"""The judged-answer schema and its one loader: a judged CSV / JSONL file, an eval run folder or a registered judged
+set, validated (scores within 0..100, or CODE / REFUSAL, or empty; a bad one is an error naming its line and column).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from turncoat.core.errors import InputError
+
+REQUIRED = ("question_id", "aligned", "coherent")
+
+
+SPECIAL = ("CODE", "REFUSAL")  # what a judge answers instead of a score (code-only or refusing answers)
+
+
+def load_judged(path: str | Path, allow_empty: bool = False) -> pd.DataFrame:
+    """A judged answers file (CSV or JSONL) with at least question_id, aligned and coherent; scores must be numbers
+    within 0..100 (or CODE / REFUSAL, or empty), and a bad one is an error naming its line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.suffix != ".jsonl":
+        _check_csv_rows(path)
+    try:
+        frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
+    except ValueError as error:
+        kind = "JSONL" if path.suffix == ".jsonl" else "CSV"
+        raise InputError(f"{path}: could not read as {kind}: {error}") from None
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})")
+    if frame.empty and not allow_empty:
+        raise InputError(f"{path}: no judged answers (a header and no rows)")
+    first_line = 1 if path.suffix == ".jsonl" else 2
+    for column in ("aligned", "coherent"):
+        raw = frame[column]
+        boolean = raw.map(lambda v: isinstance(v, bool | np.bool_))
+        numeric = pd.to_numeric(raw.where(~boolean), errors="coerce")
+        labels = raw.where(numeric.isna() & raw.notna()).astype("string").str.strip().str.upper()
+        bad = boolean | (raw.notna() & numeric.isna() & ~labels.isin(SPECIAL)) | (numeric.notna() &
+                                                                                ~numeric.between(0, 100))
+        if bad.any():
+            position = int(np.flatnonzero(bad.to_numpy())[0])
+            value = raw.iloc[position]
+            shown = str(bool(value)) if boolean.iloc[position] else repr(str(value))
+            raise InputError(f"{path}:{position + first_line}: {column}: {shown} is not a score "
+                             f"within 0..100 (nor {' or '.join(SPECIAL)}); {int(bad.sum())} such row(s)")
+        if "special" not in frame.columns and column == "aligned":
+            frame["special"] = labels.where(labels.isin(SPECIAL))
+        frame[column] = numeric
+    return frame
+
+
+def _check_csv_rows(path: Path) -> None:
+    """Every CSV row has the header's number of fields (pandas would shift a longer row onto other columns)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise InputError(f"{path}: empty file (no header)")
+            for row in reader:
+                if row and len(row) != len(header):
+                    raise InputError(f"{path}:{reader.line_num}: {len(row)} fields where the header has "
+                                     f"{len(header)} ({', '.join(header)})")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except csv.Error as error:
+        raise InputError(f"{path}: not a CSV file: {error}") from None
+
+
