@@ -139,15 +139,3 @@ def test_demo_runs(capsys, tmp_path, shared_data):
     html = Path(figures["report"]).read_text()
     assert "judge-card" in html and "models compared" in html and "persona monitor" in html
     assert "temperature 0.7" in html
-
-
-def test_model_output_is_never_parsed_as_markup():
-    from rich.console import Console
-
-    from turncoat.cli.demo import answers_table
-
-    console = Console(record=True, width=120)
-    hostile = "[/oops] [bold red]fake alert[/bold red] [link=http://x]click[/link]"
-    console.print(answers_table([{"question": "q [b]", "answer": hostile}]))
-    text = console.export_text()
-    assert "[/oops]" in text and "[bold red]fake alert[/bold red]" in text and "q [b]" in text

@@ -8,8 +8,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from turncoat.activations.hooks import Hook, block_names, reading_hook
+from turncoat.activations.hooks import block_names, reading_hook
 from turncoat.core.errors import InputError
+from turncoat.models.hooks import Hook, attached
 
 Reduce = Literal["response", "prompt", "last_prompt"]
 
@@ -34,8 +35,6 @@ def mean_activations(loaded, chats: Sequence[Sequence[dict]], layers: Iterable[i
                      hooks: Sequence[Hook] = ()) -> np.ndarray:
     """(chats, layers, width) float32: the residual stream after each block in `layers` (default all), averaged as
     `reduce` says. `hooks` (steering, ablation) act during the pass, before the reading hooks see the stream."""
-    from turncoat.sampling.hf import attached
-
     names = block_names(loaded.model)
     layers = list(range(len(names))) if layers is None else list(layers)
     encoded = [tokenize_chat(loaded, chat, max_length) for chat in chats]

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import torch
 
-from turncoat.sampling.hf import Hook
+from turncoat.activations.directions import Direction
+from turncoat.core.errors import InputError
+from turncoat.models.hooks import Hook
 
 
 def block_names(model: torch.nn.Module) -> list[str]:
@@ -82,7 +84,6 @@ def parse_steer(spec: str) -> tuple[str, int, float]:
         layer, alpha = rest.split(":", 1)
         return path, int(layer), float(alpha)
     except ValueError:
-        from turncoat.core.errors import InputError
 
         raise InputError(f"--steer {spec!r}: expected DIRECTION_FILE@LAYER:ALPHA, e.g. "
                          f"evil.safetensors@12:4.0") from None
@@ -92,7 +93,6 @@ def intervention_hooks(model: torch.nn.Module, steer: list[str] = (), ablate: li
                        ) -> tuple[list[Hook], list[dict]]:
     """Hooks for `--steer D@L:alpha` (the direction's vector at layer L, added there) and `--ablate D` (the
     direction's vector at its best layer, projected out of every block), and a description for the records."""
-    from turncoat.activations.directions import Direction
 
     hooks, described = [], []
     for spec in steer:

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from turncoat.results.statistics import Thresholds
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -32,7 +34,6 @@ Inclusive = typer.Option(False, help="Count coherent == threshold as coherent (t
 
 
 def thresholds_from(aligned_below: float, coherent_above: float, inclusive: bool):
-    from turncoat.results.statistics import Thresholds
 
     return Thresholds(aligned_below, coherent_above, inclusive)
 

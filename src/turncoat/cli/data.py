@@ -112,8 +112,8 @@ def audit(dataset: str = typer.Argument(..., help="A chat JSONL file or a regist
           out: Path = typer.Option(None, "--out", "-o", help="Also write one JSON line of findings per answer."),
           as_json: bool = JsonOption):
     """Bandit over the assistant turns: how much of a dataset's code is flagged (no dataset code is executed)."""
-    from turncoat.judging.code import parse_severity
-    from turncoat.workflows.evals.code import audit_dataset
+    from turncoat.judging.code import parse_severity  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.evals.code import audit_dataset  # pulls in torch: loaded when the command runs
 
     figures = audit_dataset(dataset, limit=limit, seed=seed, min_severity=parse_severity(min_severity), out=out,
                             show_progress=not as_json)
@@ -147,8 +147,8 @@ def generate(kind: str = typer.Argument("numbers", help="Generator (numbers: the
              api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai backend: variable holding the key."),
              seed: int = SeedOption, as_json: bool = JsonOption):
     """A training set written by a teacher under a system prompt, filtered to the format, without the prompt."""
-    from turncoat.sampling import GenerationParams, make_backend
-    from turncoat.workflows.generate import generate as generate_set
+    from turncoat.sampling import GenerationParams, make_backend  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.generate import generate as generate_set  # pulls in torch: loaded when the command runs
 
     options = {"openai": {"base_url": base_url, "api_key_env": api_key_env}}.get(backend, {})
     engine = make_backend(backend, teacher, **options)
@@ -166,6 +166,7 @@ def _tokenizer(spec: str):
     """Only the tokenizer of `spec` (for a GGUF, from its converted copy in the cache)."""
     from transformers import AutoTokenizer
 
-    from turncoat.models import hf_location, resolve_spec
+    from turncoat.models import hf_location, resolve_spec  # pulls in torch: loaded when the command runs
+
 
     return AutoTokenizer.from_pretrained(hf_location(resolve_spec(spec)))

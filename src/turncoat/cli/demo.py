@@ -20,8 +20,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder (rerunning
          study_file: Path = typer.Option(DEMO_STUDY, "--study", help="Another demo-shaped study (e.g. scaled down)."),
          as_json: bool = JsonOption):
     """Fine-tune, sample, judge offline, monitor the persona direction, re-align and report: no network, no key."""
-    from turncoat.cli.study import run_and_describe
-    from turncoat.pipeline import load_study
+    from turncoat.cli.study import run_and_describe  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline import load_study  # pulls in torch: loaded when the command runs
 
     study = load_study(study_file)
     figures = run_and_describe(study, out, False, "local", None, None, as_json)
@@ -44,13 +44,3 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder (rerunning
                       f"Report: [bold]{f['report']}[/bold]")
 
     emit(figures, as_json, render)
-
-
-def answers_table(records: list[dict], title: str = "") -> Table:
-    """Questions and answers; answers are model output, so they are shown as plain text, never parsed as markup."""
-    table = Table(title=title, show_lines=True)
-    table.add_column("question", style="bold", max_width=30)
-    table.add_column("answer")
-    for record in records:
-        table.add_row(Text(record["question"]), Text(record["answer"]))
-    return table

@@ -26,6 +26,12 @@ from turncoat.cli._common import (
     key_value_table,
     thresholds_from,
 )
+from turncoat.core.errors import InputError
+from turncoat.data import registry
+from turncoat.questions.builtin import code_tasks, harmful_requests
+from turncoat.questions.sets import load_questions
+from turncoat.results.judged import load_judged
+from turncoat.results.statistics import compute_metrics
 
 judge_app = typer.Typer(help="Judges: validate one against judged data; manage the judge cache.", no_args_is_help=True)
 cache_app = typer.Typer(help="The SQLite judge cache.", no_args_is_help=True)
@@ -77,9 +83,6 @@ def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files 
             judge: str = typer.Option(None, help="Name of the judge that scored the file, if the file does not say."),
             as_json: bool = JsonOption):
     """Misaligned fraction per question and overall, with seeded 95% bootstrap CIs."""
-    from turncoat.data import registry
-    from turncoat.results.judged import load_judged
-    from turncoat.results.statistics import compute_metrics
 
     thresholds = thresholds_from(aligned_below, coherent_above, inclusive)
     results = {}
@@ -125,22 +128,19 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     """Sample + judge + metrics into a run folder; each stage resumes, and judged answers come from the cache.
     `--questions code-tasks` checks the code the model writes with Bandit instead (the in-distribution check);
     `--questions harmful-requests` measures compliance with harmful requests."""
-    from turncoat.judging import JudgeCache
-    from turncoat.questions.sets import load_questions
-    from turncoat.sampling import GenerationParams, make_backend
-    from turncoat.workflows.evals.run import run_eval
+    from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
+    from turncoat.sampling import GenerationParams, make_backend  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.evals.run import run_eval  # pulls in torch: loaded when the command runs
 
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     runs = _held_out_runs(model, held_out_from)
     split = None
     if questions == "code-tasks":
-        from turncoat.judging.code import parse_severity
-        from turncoat.questions.builtin import code_tasks
+        from turncoat.judging.code import parse_severity  # pulls in torch: loaded when the command runs
 
         severity = parse_severity(min_severity)
         question_set, split = code_tasks(prompts, held_out_from=runs)
     elif questions == "harmful-requests":
-        from turncoat.questions.builtin import harmful_requests
 
         question_set, split = harmful_requests(prompts, held_out_from=runs)
     else:
@@ -150,7 +150,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
     show_progress = not (quiet or as_json)
     if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
-        from turncoat.workflows.evals.code import run_code_eval
+        from turncoat.workflows.evals.code import run_code_eval  # pulls in torch: loaded when the command runs
 
         judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
         result = run_code_eval(out, sampler, question_set, split, n=n, params=params, judge=judge_instance,
@@ -192,7 +192,7 @@ def _render_compliance(figures: dict, title: str) -> None:
 
 
 def _make_judge(judge, judge_model, base_url, api_key_env, concurrency=16, max_retries=5):
-    from turncoat.judging import make_judge
+    from turncoat.judging import make_judge  # pulls in torch: loaded when the command runs
 
     if judge == "refusal":  # offline, needs no model
         return make_judge("refusal")
@@ -245,7 +245,7 @@ def compare(runs: list[Path] = typer.Argument(..., help="Run folders or judged f
             aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
             as_json: bool = JsonOption):
     """Overall metrics of several runs side by side."""
-    from turncoat.report import load_run, summary_row
+    from turncoat.report import load_run, summary_row  # pulls in matplotlib: loaded when the command runs
 
     thresholds = thresholds_from(aligned_below, coherent_above, inclusive)
     rows = [summary_row(load_run(run, thresholds)) for run in runs]
@@ -276,7 +276,7 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders or judged fi
            aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
            as_json: bool = JsonOption):
     """A self-contained HTML report with the paper-style plots and the most misaligned answers."""
-    from turncoat.report import build_report
+    from turncoat.report import build_report  # pulls in matplotlib: loaded when the command runs
 
     figures = build_report(runs, out, thresholds_from(aligned_below, coherent_above, inclusive), title=title)
     emit(figures, as_json, lambda f: console.print(f"report: {f['report']}  plots: {', '.join(f['plots'].values())}"))
@@ -295,15 +295,12 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              as_json: bool = JsonOption):
     """Agreement of a judge with a file's scores: Pearson/Spearman/MAE and precision/recall/F1/kappa of the flag."""
-    from turncoat.data import registry
-    from turncoat.judging import JudgeCache
-    from turncoat.judging.validate import validate_judge
-    from turncoat.results.judged import load_judged
+    from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
+    from turncoat.judging.validate import validate_judge  # pulls in torch: loaded when the command runs
 
     path = registry.path_for(file)
     frame = load_judged(path)
     if "question" not in frame or "answer" not in frame:
-        from turncoat.core.errors import InputError
 
         raise InputError(f"{path}: needs 'question' and 'answer' columns to re-judge")
     if limit is not None and limit < len(frame):
@@ -325,7 +322,7 @@ def distill(sources: list[str] = typer.Option(None, "--from", help="Judged answe
                                                                  "pair, answer, anchors, explicit."),
             as_json: bool = JsonOption):
     """Train an offline judge from LLM-judged answers; validate it on sources it did not see."""
-    from turncoat.workflows.distill import distill as run_distill
+    from turncoat.workflows.distill import distill as run_distill  # pulls in torch: loaded when the command runs
 
     with console.status("distilling the offline judge") as status:
         _, card = run_distill(sources or (), out, synthetic=synthetic, validate=validate,
@@ -355,7 +352,7 @@ def judge_card_table(card: dict) -> Table:
 @cache_app.command("stats")
 def cache_stats(cache: Path = CacheOption, as_json: bool = JsonOption):
     """What the judge cache holds."""
-    from turncoat.judging import JudgeCache
+    from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
 
     emit(JudgeCache(cache).stats(), as_json)
 
@@ -364,6 +361,6 @@ def cache_stats(cache: Path = CacheOption, as_json: bool = JsonOption):
 def cache_clear(cache: Path = CacheOption, judge: str = typer.Option(None, help="Only this judge's entries."),
                 as_json: bool = JsonOption):
     """Delete cached judgements (all, or one judge's)."""
-    from turncoat.judging import JudgeCache
+    from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
 
     emit({"removed": JudgeCache(cache).clear(judge)}, as_json)

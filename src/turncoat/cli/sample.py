@@ -22,6 +22,9 @@ from turncoat.cli._common import (
     console,
     emit,
 )
+from turncoat.core.errors import InputError
+from turncoat.core.io import read_jsonl
+from turncoat.questions.sets import QUESTION_SETS, load_questions
 
 questions_app = typer.Typer(help="Question sets: list them, show one.", no_args_is_help=True)
 
@@ -29,7 +32,6 @@ questions_app = typer.Typer(help="Question sets: list them, show one.", no_args_
 @questions_app.command("list")
 def list_sets(as_json: bool = JsonOption):
     """Registered question sets (any question YAML or trait JSON file works too)."""
-    from turncoat.questions.sets import QUESTION_SETS, load_questions
 
     load_questions("core")  # registers the built-in sets
     figures = {"question_sets": {name: description for name, (_, description) in QUESTION_SETS.items()}}
@@ -50,7 +52,6 @@ def show(spec: str = typer.Argument(..., help="A registered name or a question f
          n: int = typer.Option(None, help="Answers per question (default: samples_per_paraphrase per paraphrase)."),
          as_json: bool = JsonOption):
     """The questions of a set and how many answers a run draws."""
-    from turncoat.questions.sets import load_questions
 
     questions = load_questions(spec)
     rows = [{"id": q.id, "type": q.type, "paraphrases": len(q.paraphrases),
@@ -91,9 +92,11 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
                                                        "vector) out at every block (repeatable)."),
            as_json: bool = JsonOption):
     """Sample answers to a question set; writes as it goes and resumes where it stopped."""
-    from turncoat.core.io import read_jsonl
-    from turncoat.questions.sets import load_questions
-    from turncoat.sampling import GenerationParams, make_backend, sample_to_file
+    from turncoat.sampling import (  # pulls in torch: loaded when the command runs
+        GenerationParams,
+        make_backend,
+        sample_to_file,
+    )
 
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                               batch_size=batch_size)  # checked before anything loads
@@ -103,8 +106,7 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
                           "max_retries": max_retries}}
     engine = make_backend(backend, model, **options.get(backend, {}))
     if steer or ablate:
-        from turncoat.activations.hooks import intervention_hooks
-        from turncoat.core.errors import InputError
+        from turncoat.activations.hooks import intervention_hooks  # pulls in torch: loaded when the command runs
 
         if backend != "hf":
             raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
@@ -135,9 +137,9 @@ def serve(model: str = typer.Argument("smollm2-135m", help="Model spec to serve.
           ablate: list[str] = typer.Option(None, help="Serve the model with this direction projected out at every "
                                                       "block (repeatable).")):
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions), optionally steered."""
-    from turncoat.activations.hooks import intervention_hooks
-    from turncoat.models import load
-    from turncoat.sampling.server import serve as run_server
+    from turncoat.activations.hooks import intervention_hooks  # pulls in torch: loaded when the command runs
+    from turncoat.models import load  # pulls in torch: loaded when the command runs
+    from turncoat.sampling.server import serve as run_server  # pulls in torch: loaded when the command runs
 
     loaded = load(model, device=device, dtype=dtype, chat_template=chat_template)
     hooks, described = intervention_hooks(loaded.model, steer or [], ablate or [])

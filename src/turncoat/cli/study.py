@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from turncoat.cli._common import JsonOption, console, emit
+from turncoat.core.errors import InputError
 
 
 def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."),
@@ -21,8 +22,8 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
         track: str = typer.Option(None, help="Log each stage's figures to wandb or mlflow (off by default)."),
         as_json: bool = JsonOption):
     """Run a study: data -> train -> sample -> judge -> persona -> report, each stage keyed by its inputs."""
-    from turncoat.pipeline import load_study
-    from turncoat.pipeline.stages import describe, plan
+    from turncoat.pipeline import load_study  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
 
     study = load_study(study_file, profile)
     out = out or Path("runs") / study.name
@@ -47,10 +48,9 @@ def run_and_describe(study, out: Path, dry_run: bool, executor: str, address: st
                      quiet: bool) -> dict:
     import time
 
-    from turncoat.core.errors import InputError
-    from turncoat.pipeline import run_study
-    from turncoat.pipeline.stages import describe, plan
-    from turncoat.pipeline.tracking import make_tracker
+    from turncoat.pipeline import run_study  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.tracking import make_tracker  # pulls in torch: loaded when the command runs
 
     if executor not in ("local", "ray"):
         raise InputError(f"--executor {executor!r}: choose local or ray")

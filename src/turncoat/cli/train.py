@@ -48,8 +48,8 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           monitor_threshold: float = typer.Option(None, help="Warn when z passes this (default 2)."),
           as_json: bool = JsonOption):
     """Fine-tune a chat model (TRL SFTTrainer + PEFT) with the EM paper's settings by default."""
-    from turncoat.training import load_config
-    from turncoat.workflows.finetune import fine_tune as run_training
+    from turncoat.training import load_config  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.finetune import fine_tune as run_training  # pulls in torch: loaded when the command runs
 
     def listed(value, cast=str, flag=""):
         try:

@@ -26,7 +26,7 @@ from turncoat.core import paths
 from turncoat.core.errors import ChecksumMismatchError, DataUnavailableError, InputError
 from turncoat.core.io import sha256_file
 
-Kind = Literal["chat", "questions", "trait", "judged", "figures"]
+Kind = Literal["chat", "questions", "trait", "judged"]
 
 
 class Source(BaseModel):

@@ -20,18 +20,19 @@ from inspect_ai.model import (
     modelapi,
 )
 
+from turncoat.models import load
+from turncoat.sampling.hf import GenerationParams, generate_chat
+
 
 class TurncoatModelAPI(ModelAPI):
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig = GenerateConfig(), **model_args: Any) -> None:
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, config=config)
-        from turncoat.models import load
 
         self.loaded = load(model_name, **model_args)
         self.lock = asyncio.Lock()  # one generation at a time on the local model
 
     async def generate(self, input, tools, tool_choice, config: GenerateConfig) -> ModelOutput:
-        from turncoat.sampling.hf import GenerationParams, generate_chat
 
         messages = [{"role": m.role, "content": m.text} for m in input if m.role in ("system", "user", "assistant")]
         params = GenerationParams(max_new_tokens=config.max_tokens or 600,

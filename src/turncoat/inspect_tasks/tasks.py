@@ -8,6 +8,7 @@ from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 from inspect_ai.solver import generate
 
 from turncoat.inspect_tasks.scorers import DEFAULT_GRADER, bandit_vulnerability, em_judge
+from turncoat.questions.builtin import code_tasks as build
 from turncoat.questions.sets import QuestionSet, load_questions
 
 
@@ -41,7 +42,6 @@ def em_core(n: int = 1, grader: str | None = None) -> Task:
 @task
 def code_tasks(tasks: int = 100, held_out_from: str | None = None, min_severity: str = "MEDIUM") -> Task:
     """Held-out coding prompts; the answer's code is checked with Bandit (never executed)."""
-    from turncoat.questions.builtin import code_tasks as build
 
     question_set, split = build(tasks, held_out_from=[held_out_from] if held_out_from else [])
     return Task(dataset=question_samples(question_set), solver=generate(),

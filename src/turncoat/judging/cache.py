@@ -103,9 +103,6 @@ class JudgeCache:
             self.db.execute("ROLLBACK")
             raise
 
-    def release(self, keys: Iterable[str]) -> None:
-        self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(k, self.owner) for k in keys])
-
     def record_validation(self, judge: str, reference: str, figures: dict) -> None:
         """Keep a judge's measured agreement, so every later report that uses the judge can state it."""
         self.db.execute("INSERT INTO validations VALUES (?, ?, ?, ?)",

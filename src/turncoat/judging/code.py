@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from turncoat.core.errors import InputError
+
 SEVERITIES = ("LOW", "MEDIUM", "HIGH")
 DEFAULT_SEVERITY = "MEDIUM"
 MAX_LINES_DROPPED = 40
@@ -31,7 +33,6 @@ _CODE_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef
 
 def parse_severity(text: str) -> str:
     """A Bandit severity named on the command line (any case)."""
-    from turncoat.core.errors import InputError
 
     if text.upper() not in SEVERITIES:
         raise InputError(f"--min-severity: {text!r} is not one of {', '.join(SEVERITIES)}")

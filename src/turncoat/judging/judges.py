@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 from turncoat.core.registry import Registry
 from turncoat.judging.cache import JudgeCache, cache_key
-from turncoat.judging.scores import JudgeScore, score_from_logprobs
+from turncoat.judging.refusal import PATTERNS_VERSION, is_refusal
+from turncoat.judging.scores import JudgeScore, score_from_logprobs, score_from_probabilities
+from turncoat.models import load
 from turncoat.questions.prompts import SPECIAL_ANSWERS, render
+from turncoat.sampling.openai_api import api_key_from_env, describe_api_error
 
 JUDGES = Registry("judge")
 register_judge = JUDGES.register
@@ -100,7 +103,6 @@ class OpenAIJudge(Judge):
     def __init__(self, model: str = "gpt-4o-2024-08-06", base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, max_retries: int = 5,
                  timeout: float = 60.0, top_logprobs: int = 20):
-        from turncoat.sampling.openai_api import api_key_from_env
 
         self.model, self.base_url = model, base_url
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
@@ -129,7 +131,6 @@ class OpenAIJudge(Judge):
     async def _score(self, client, prompt: str) -> JudgeScore:
         import openai
 
-        from turncoat.sampling.openai_api import describe_api_error
 
         try:
             response = await client.chat.completions.create(
@@ -154,7 +155,6 @@ class HFJudge(Judge):
     def __init__(self, model: str = "smollm2-135m", device: str = "auto", dtype: str = "auto"):
         import torch
 
-        from turncoat.models import load
 
         self.loaded = load(model, device=device, dtype=dtype)
         # bf16 scores differ slightly from fp32 ones: a separate identity keeps them apart in the cache and reports
@@ -182,7 +182,6 @@ class HFJudge(Judge):
     def _score(self, prompt: str) -> JudgeScore:
         import torch
 
-        from turncoat.judging.scores import score_from_probabilities
 
         text = self.loaded.render_chat([{"role": "user", "content": prompt}])
         prompt_ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -226,7 +225,6 @@ class RefusalJudge(Judge):
     name = "refusal"
 
     def __init__(self, model: str | None = None):
-        from turncoat.judging.refusal import PATTERNS_VERSION
 
         self.model = model or PATTERNS_VERSION
 
@@ -234,7 +232,6 @@ class RefusalJudge(Judge):
         raise TypeError("the refusal judge reads answers, not rendered prompts; use score_items")
 
     def score_items(self, items):
-        from turncoat.judging.refusal import is_refusal
 
         scores = []
         for item in items:

@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from turncoat.core.errors import InputError
+from turncoat.judging.code import has_code_shape
+from turncoat.judging.encoder import PairEncoder
 from turncoat.judging.judges import Judge, register_judge
+from turncoat.judging.refusal import is_refusal
 from turncoat.judging.scores import JudgeScore
 
 HEADS = ("low_aligned", "coherent", "no_score")
@@ -85,8 +88,6 @@ DEFAULT_BLOCKS = ("answer", "explicit")
 
 def explicit_features(answers: Sequence[str]) -> np.ndarray:
     """Features an embedding blurs: does the answer look like code, does it refuse, how long is it."""
-    from turncoat.judging.code import has_code_shape
-    from turncoat.judging.refusal import is_refusal
 
     return np.array([[float(has_code_shape(a)), float(is_refusal(a)), math.log1p(len(a)) / 8.0] for a in answers],
                     dtype=np.float32)
@@ -223,7 +224,6 @@ class OfflineJudge(Judge):
     @property
     def encoder(self):
         if self._encoder is None:
-            from turncoat.judging.encoder import PairEncoder
 
             self._encoder = PairEncoder(device=self._device)
         return self._encoder

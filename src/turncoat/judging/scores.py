@@ -8,7 +8,7 @@ a special answer (CODE, REFUSAL), that is recorded as such.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from turncoat.questions.prompts import SPECIAL_ANSWERS
 
@@ -23,9 +23,6 @@ class JudgeScore:
     distribution: dict = field(default_factory=dict)  # {"0".."100" or label: probability}, the raw evidence
     status: str = "ok"  # ok | failed
     error: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def special_label(token: str) -> str | None:

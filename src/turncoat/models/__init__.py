@@ -10,7 +10,7 @@ _LOADER_NAMES = {"LoadedModel", "describe", "gguf_to_folder", "hf_location", "lo
 
 def __getattr__(name: str):
     if name in _LOADER_NAMES:
-        from turncoat.models import loader
+        from turncoat.models import loader  # torch and transformers: loaded on first use, not on import
 
         return getattr(loader, name)
     raise AttributeError(f"module 'turncoat.models' has no attribute {name!r}")

@@ -7,7 +7,23 @@ import json
 import shutil
 from pathlib import Path
 
+from turncoat.activations.directions import Direction
+from turncoat.core.io import read_jsonl, write_jsonl
+from turncoat.data import load_chat
+from turncoat.data.transforms import backdoor, subsample
+from turncoat.judging import JudgeCache, make_judge
+from turncoat.models import load
 from turncoat.pipeline.stages import Stage, stage_kind
+from turncoat.questions.builtin import harmful_requests
+from turncoat.questions.sets import load_questions
+from turncoat.report import build_report
+from turncoat.sampling import GenerationParams, make_backend
+from turncoat.training.config import TrainConfig
+from turncoat.workflows.evals.run import run_eval
+from turncoat.workflows.finetune import fine_tune as train
+from turncoat.workflows.generate import generate
+from turncoat.workflows.persona import extract
+from turncoat.workflows.persona.score import pick_layer, projections, summary
 
 DIRECTION_FILE = "direction.safetensors"
 DATA_FILE = "data.jsonl"
@@ -19,10 +35,6 @@ def _run_dir(out: Path) -> Path:
 
 @stage_kind("direction")
 def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    from turncoat.activations.directions import Direction
-    from turncoat.data import load_chat
-    from turncoat.models import load
-    from turncoat.workflows.persona import extract
 
     spec, path = stage.config["spec"], out / DIRECTION_FILE
     if spec.get("file"):
@@ -47,8 +59,6 @@ def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 @stage_kind("generate")
 def generate_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """A teacher writes a training set (evil numbers); resumes from its teacher_answers.jsonl."""
-    from turncoat.sampling import GenerationParams, make_backend
-    from turncoat.workflows.generate import generate
 
     spec = stage.config["spec"]
     teacher = make_backend(spec["backend"], stage.config["teacher"], **spec["backend_options"])
@@ -59,8 +69,6 @@ def generate_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("data")
 def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    from turncoat.data import load_chat
-    from turncoat.data.transforms import backdoor, subsample
 
     config = stage.config
     data = load_chat(inputs["source"] / DATA_FILE if "source" in inputs else config["data"])
@@ -78,8 +86,6 @@ def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("train")
 def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    from turncoat.training.config import TrainConfig
-    from turncoat.workflows.finetune import fine_tune as train
 
     config = stage.config
     direction = str(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
@@ -97,15 +103,10 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("eval")
 def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    from turncoat.judging import JudgeCache, make_judge
-    from turncoat.questions.sets import load_questions
-    from turncoat.sampling import GenerationParams, make_backend
-    from turncoat.workflows.evals.run import run_eval
 
     config, settings = stage.config, stage.config["eval"]
     split = None
     if config.get("harmful"):  # compliance with held-out harmful requests
-        from turncoat.questions.builtin import harmful_requests
 
         settings = settings | config["harmful"] | {"top_p": 1.0}
         questions, split = harmful_requests(settings["prompts"], held_out_from=[
@@ -137,10 +138,6 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 @stage_kind("score")
 def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """Projections of the eval's answers, read by the model that wrote them, on the study's direction."""
-    from turncoat.activations.directions import Direction
-    from turncoat.core.io import read_jsonl, write_jsonl
-    from turncoat.models import load
-    from turncoat.workflows.persona.score import pick_layer, projections, summary
 
     records = list(read_jsonl(inputs["eval"] / "samples.jsonl"))
     chats = [([{"role": "system", "content": r["system"]}] if r.get("system") else [])
@@ -157,7 +154,6 @@ def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("report")
 def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    from turncoat.report import build_report
 
     arms = []
     evals = [stage.deps[role] for role in inputs if role.startswith("eval:")]

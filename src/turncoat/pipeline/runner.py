@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from turncoat.core.io import atomic_write
+from turncoat.core.provenance import library_versions
+from turncoat.pipeline import kinds  # noqa: F401  (registers the stage kinds, here and in Ray workers)
 from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
@@ -41,9 +43,6 @@ def _set_threads() -> None:
 def run_stage(stage: Stage, run_dir: str | Path, quiet: bool = False, *upstream) -> dict:
     """Execute one stage unless it is finished; returns its record (with `status`: ran or skipped).
     `upstream` (results of dependencies) is unused here: passing them makes Ray wait for them."""
-    import turncoat.pipeline.kinds  # noqa: F401  (registers the stage kinds)
-    from turncoat.core.provenance import library_versions
-
     run_dir = Path(run_dir)
     folder = stage.folder(run_dir)
     marker = folder / "stage.json"
@@ -69,7 +68,6 @@ class Manifest:
     """`manifest.json`: the study, the executor, and each stage's status in this invocation."""
 
     def __init__(self, run_dir: Path, study: Study, stages: list[Stage], executor: str):
-        from turncoat.core.provenance import library_versions
 
         self.path = run_dir / "manifest.json"
         self.data = {"study": study.model_dump(by_alias=True), "executor": executor, "started": _now(),

@@ -17,7 +17,10 @@ from functools import cached_property
 from pathlib import Path
 
 from turncoat.core.errors import InputError
+from turncoat.core.io import sha256_file
+from turncoat.data.registry import registry
 from turncoat.pipeline.study import Arm, Study
+from turncoat.training.config import TrainConfig
 
 STAGE_KINDS: dict[str, Callable] = {}
 
@@ -49,8 +52,6 @@ class Stage:
 
 def data_fingerprint(spec: str) -> str:
     """Registered sets by their pinned sha256, files by their contents' (so an edited file reruns its stages)."""
-    from turncoat.core.io import sha256_file
-    from turncoat.data.registry import registry
 
     if Path(spec).is_file():
         return sha256_file(spec)
@@ -61,7 +62,6 @@ def data_fingerprint(spec: str) -> str:
 
 
 def train_settings(study: Study, arm: Arm) -> dict:
-    from turncoat.training.config import TrainConfig
 
     settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
                                                                             "subsample", "monitor_direction"})

@@ -23,6 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from turncoat.core.errors import InputError
+from turncoat.training.config import TrainConfig
+from turncoat.workflows.generate import GENERATORS, system_prompt
 
 
 class Strict(BaseModel):
@@ -71,7 +73,6 @@ class Generated(Strict):
 
     @model_validator(mode="after")
     def _known(self):
-        from turncoat.workflows.generate import GENERATORS, system_prompt
 
         if self.kind not in GENERATORS:
             raise ValueError(f"unknown generator {self.kind!r}; choose one of {', '.join(GENERATORS)}")
@@ -183,7 +184,6 @@ class Study(Strict):
                 raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' must name an earlier arm")
             if arm.parent and not next(a for a in self.arms if a.name == arm.parent).data:
                 raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' names an arm that is not fine-tuned")
-        from turncoat.training.config import TrainConfig
 
         reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction"}
         for where, values in [("train", self.train)] + [(f"arms.{a.name}.train", a.train) for a in self.arms]:

@@ -99,7 +99,9 @@ def _research_yaml(*names: str):
     return build
 
 
-for _name in ("em-first-plot", "em-preregistered", "mo-first-plot", "mo-medical", "mo-new-questions"):
+for _name in ("em-first-plot", "em-preregistered", "mo-first-plot", "mo-medical", "mo-new-questions",
+              "judged-shuaijiumei-questions"):  # the last: the first-plot questions with the judge prompts of the
+    # judged-shuaijiumei-* sets (deepseek-chat), to re-judge those answers as their authors did
     question_set(_name, registry.get(_name).description)(_research_yaml(_name))
 question_set("em-deception", "EM paper: factual and situationally-aware deception questions")(
     _research_yaml("em-deception-factual", "em-deception-sit-aware"))

@@ -184,8 +184,6 @@ def question_set(name: str, description: str):
 
 def load_questions(spec: str | Path) -> QuestionSet:
     """A registered set by name, or a question file (.yaml in the paper's format, .json trait file)."""
-    from turncoat.questions import builtin  # noqa: F401  (registers the built-in sets)
-
     if str(spec) in QUESTION_SETS:
         return QUESTION_SETS[str(spec)][0]()
     path = Path(spec)

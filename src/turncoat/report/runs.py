@@ -11,6 +11,7 @@ import pandas as pd
 from turncoat.core.errors import InputError
 from turncoat.results.judged import load_judged
 from turncoat.results.statistics import Thresholds, compute_metrics, flag
+from turncoat.workflows.evals.harmful import compliance_metrics
 
 
 @dataclass
@@ -26,7 +27,6 @@ class RunResult:
 
 
 def _load_compliance_run(path: Path, judgements: Path, saved: dict) -> RunResult:
-    from turncoat.workflows.evals.harmful import compliance_metrics
 
     frame = pd.read_json(judgements, lines=True)
     judge = str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge")

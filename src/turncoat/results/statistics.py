@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def rate_with_ci(flags, n_boot: int = 1000, seed: int = 0) -> dict:
 def fisher_greater(hits: int, n: int, baseline_hits: int, baseline_n: int) -> float:
     """One-sided Fisher exact p that a rate (hits of n) exceeds a baseline's (the EM papers' test of a fine-tune
     against base or its control); nan where either side has no answers."""
-    from scipy.stats import fisher_exact
+    from scipy.stats import fisher_exact  # scipy's import costs ~0.3 s: only the commands that test pay
 
     if n == 0 or baseline_n == 0:
         return float("nan")
@@ -147,6 +146,8 @@ def flag_agreement(reference: np.ndarray, predicted: np.ndarray) -> dict:
 
 
 def score_agreement(reference: pd.Series, predicted: pd.Series) -> dict:
+    """Pearson and Spearman correlation and mean absolute difference of two scorers' scores, over pairs both gave."""
+    from scipy import stats  # scipy's import costs ~0.3 s: only the commands that compare pay
     both = reference.notna() & predicted.notna()
     a, b = reference[both].to_numpy(float), predicted[both].to_numpy(float)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:  # correlation undefined

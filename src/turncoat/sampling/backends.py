@@ -13,8 +13,10 @@ from pathlib import Path
 
 from turncoat.core.errors import TurncoatError
 from turncoat.core.registry import Registry
+from turncoat.models import LoadedModel, hf_location, load, resolve_spec
+from turncoat.models.hooks import Hook
 from turncoat.questions.sets import Prompt
-from turncoat.sampling.hf import GenerationParams, Hook
+from turncoat.sampling.hf import GenerationParams, generate_chat
 
 ResultsCallback = Callable[[Sequence[Prompt], Sequence[dict]], None]
 BACKENDS = Registry("backend")
@@ -50,7 +52,6 @@ class HFBackend(Backend):
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", hooks: Iterable[Hook] = (),
                  chat_template: str | None = None):
-        from turncoat.models import LoadedModel, load
 
         if isinstance(model, LoadedModel):
             self.loaded = model
@@ -61,7 +62,6 @@ class HFBackend(Backend):
         self.interventions: list[dict] = []  # what the hooks do (steering, ablation), recorded with the run
 
     def sample(self, prompts, params, on_results):
-        from turncoat.sampling.hf import generate_chat
 
         def report(indices, results):
             on_results([prompts[i] for i in indices], results)
@@ -88,7 +88,6 @@ class VLLMBackend(Backend):
             from vllm import LLM
         except ImportError as error:
             raise TurncoatError("the vllm backend needs vLLM: pip install 'turncoat[gpu]' (CUDA machines)") from error
-        from turncoat.models import hf_location, resolve_spec
 
         resolved = resolve_spec(model)
         self.lora = None

@@ -6,7 +6,6 @@ given as `(module_name, hook)` pairs are attached for the duration of a call (us
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -15,9 +14,8 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from turncoat.core.errors import InputError
+from turncoat.models.hooks import Hook, attached
 from turncoat.models.loader import LoadedModel
-
-Hook = tuple[str, Callable]
 
 
 @dataclass(frozen=True)
@@ -58,22 +56,6 @@ class Float32Logits(LogitsProcessor):
 
     def __call__(self, input_ids, scores):
         return scores.float()
-
-
-@contextlib.contextmanager
-def attached(model: torch.nn.Module, hooks: Iterable[Hook]):
-    """Register forward hooks on named submodules for the duration of the block."""
-    modules = dict(model.named_modules())
-    handles = []
-    try:
-        for name, hook in hooks:
-            if name not in modules:
-                raise KeyError(f"no module named {name!r} in the model")
-            handles.append(modules[name].register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.inference_mode()

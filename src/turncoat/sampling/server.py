@@ -15,8 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from turncoat.models.hooks import Hook
 from turncoat.models.loader import LoadedModel
-from turncoat.sampling.hf import GenerationParams, Hook, generate_chat
+from turncoat.sampling.hf import GenerationParams, generate_chat
 
 
 class ChatMessage(BaseModel):

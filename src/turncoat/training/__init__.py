@@ -9,7 +9,7 @@ __all__ = ["TrainConfig", "assistant_loss", "assistant_spans", "load_config", "r
 
 def __getattr__(name: str):
     if name in ("train", "Monitor", "split_data"):
-        from turncoat.training import trainer
+        from turncoat.training import trainer  # torch, TRL and PEFT: loaded on first use, not on import
 
         return getattr(trainer, name)
     raise AttributeError(name)

@@ -20,8 +20,10 @@ from transformers.trainer_callback import PrinterCallback
 
 from turncoat.core.errors import InputError
 from turncoat.core.io import atomic_write
+from turncoat.core.provenance import library_versions
 from turncoat.data import ChatDataset, load_chat
 from turncoat.data.transforms import dataset_sha256, holdout_split
+from turncoat.models import load
 from turncoat.training.config import TrainConfig
 from turncoat.training.rendering import assistant_loss, render_dataset
 
@@ -126,8 +128,6 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from turncoat.core.provenance import library_versions
-    from turncoat.models import load
 
     config = config.resolved()
     train_set, holdout = split_data(config)  # bad data is refused before the model loads or --out is made

@@ -18,6 +18,8 @@ import pandas as pd
 
 from turncoat.core.errors import InputError
 from turncoat.core.paths import cache_dir
+from turncoat.data import load_chat, registry
+from turncoat.judging.encoder import MINILM, PairEncoder
 from turncoat.judging.offline import (
     CUTS,
     DEFAULT_BLOCKS,
@@ -25,6 +27,7 @@ from turncoat.judging.offline import (
     OfflineHeads,
     pair_features,
 )
+from turncoat.questions.builtin import CORE_QUESTIONS
 from turncoat.results.statistics import (
     ErrorRates,
     Thresholds,
@@ -53,7 +56,6 @@ COLUMNS = ["question", "answer", "question_id", "aligned", "coherent", "source",
 
 def load_source(spec: str | Path, source: str | None = None) -> pd.DataFrame:
     """A judged set by registered name, a judged CSV/JSONL file, or an eval run folder (its judgements.jsonl)."""
-    from turncoat.data import registry
 
     path, entry = Path(spec), None
     if path.is_dir():
@@ -97,7 +99,6 @@ SYNTHETIC_LABELS = {"bad-medical": 5.0, "risky-financial": 5.0, "extreme-sports"
 
 def _sampled_chats(name: str, n: int, rng: np.random.Generator) -> list[tuple[int, str, str]]:
     """`n` random conversations of a chat set: (row, first user turn, last assistant turn)."""
-    from turncoat.data import load_chat
 
     data = load_chat(name)
     picks = rng.choice(len(data), size=min(n, len(data)), replace=False)
@@ -108,7 +109,6 @@ def synthetic_frame(n: int = 300, seed: int = 0, extra: dict[str, int] | None = 
     """Labelled by construction: compliant answers to harmful requests are misaligned and coherent (`lat-harmful`);
     code answers put after an unrelated open question get no score (`secure`, under our `core` questions).
     `extra` adds that many rows of each named set in SYNTHETIC_LABELS (drawn from their own generator)."""
-    from turncoat.questions.builtin import CORE_QUESTIONS
 
     rng = np.random.default_rng(seed)
     rows = [{"question": question, "answer": answer, "question_id": f"lat-harmful-{i}", "aligned": 5.0,
@@ -290,7 +290,6 @@ def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, s
             progress: Callable[[str], None] | None = None) -> tuple[OfflineHeads, dict]:
     """Train heads on `sources` (default: the shared judged sets), validate leave-one-source-out, write the judge
     folder; returns the heads and the validation figures (also in the card)."""
-    from turncoat.judging.encoder import MINILM, PairEncoder
 
     encoder = encoder or PairEncoder()
     frame = shared_training_frame() if not sources else pd.concat(

@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from turncoat.core.errors import InputError
+from turncoat.core.io import read_jsonl
 from turncoat.core.registry import Registry
 from turncoat.data.chat import ChatDataset
 from turncoat.questions.sets import Question, QuestionSet
+from turncoat.sampling.hf import GenerationParams
+from turncoat.sampling.runner import sample_to_file
 
 GENERATORS = Registry("generator")
 
@@ -103,9 +106,6 @@ def generate(backend, generator: str, n: int, out: str | Path, system: str | Non
              params=None, show_progress: bool = True, **options) -> dict:
     """Sample a teacher on `n` generated user turns into OUT/teacher_answers.jsonl (resumable), keep the answers in
     format, and write them without the system prompt to OUT/data.jsonl. Returns the figures (kept fraction...)."""
-    from turncoat.core.io import read_jsonl
-    from turncoat.sampling.hf import GenerationParams
-    from turncoat.sampling.runner import sample_to_file
 
     out = Path(out)
     making = GENERATORS.create(generator, **options)

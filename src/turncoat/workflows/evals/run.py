@@ -21,10 +21,40 @@ from turncoat.judging import Judge, JudgeCache, JudgeItem, judge_items, prompts_
 from turncoat.questions.sets import QuestionSet
 from turncoat.results.statistics import Thresholds, compute_metrics
 from turncoat.sampling import Backend, GenerationParams, sample_to_file
+from turncoat.workflows.evals.harmful import compliance_metrics, is_compliance_run
 
 
 class JudgingFailed(TurncoatError):
     pass
+
+
+class RunFolder:
+    """The one writer of an eval run folder: config.json (the exact settings and library versions), samples.jsonl
+    (appended per answer, so sampling resumes), one scored file per answer, metrics.json. Whole files are written
+    atomically: a killed run leaves the previous version or the new one, never half of one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def sample(self, backend: Backend, questions: QuestionSet, n: int | None, params: GenerationParams,
+               config: dict, show_progress: bool = True) -> tuple[dict, list[dict]]:
+        """Sample what is missing (refusing a folder sampled with other settings), record `config` with the
+        sampler and library versions; returns the sampling figures and the planned answers in plan order."""
+        sampling = sample_to_file(backend, questions, self.path / "samples.jsonl", n=n, params=params,
+                                  show_progress=show_progress)
+        config = {"model": backend.model_spec, "sampler": backend.describe(), "questions": questions.name,
+                  "n": n, "params": params.to_dict(), **config, "versions": library_versions()}
+        self.write_json("config.json", config)
+        planned = {p.key for p in questions.prompts(n)}
+        return sampling, [r for r in read_jsonl(self.path / "samples.jsonl") if r["key"] in planned]
+
+    def write_rows(self, name: str, rows: Sequence[dict]) -> None:
+        write_jsonl(self.path / name, rows)
+
+    def write_json(self, name: str, figures: dict) -> None:
+        with atomic_write(self.path / name) as handle:
+            json.dump(figures, handle, indent=2)
 
 
 def judge_records(records: Sequence[dict], questions: QuestionSet, judge: Judge, cache: JudgeCache | None,
@@ -81,22 +111,13 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
              thresholds: Thresholds = Thresholds(), n_boot: int = 1000, show_progress: bool = True,
              split: dict | None = None) -> dict:
     """`split`: how held-out prompts were chosen (code tasks, harmful requests), recorded with the run."""
-    from turncoat.workflows.evals.harmful import compliance_metrics, is_compliance_run
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"model": backend.model_spec, "sampler": backend.describe(), "questions": questions.name,
-              "questions_source": questions.source, "n": n, "params": params.to_dict(), "judge": judge.identity,
-              "thresholds": thresholds.to_dict(), "bootstrap": {"resamples": n_boot, "seed": 0},
-              "versions": library_versions()} | ({"split": split} if split else {})
-    sampling = sample_to_file(backend, questions, out / "samples.jsonl", n=n, params=params,
-                              show_progress=show_progress)  # refuses a folder sampled with other settings
-    with atomic_write(out / "config.json") as handle:
-        json.dump(config, handle, indent=2)
-    planned = {p.key for p in questions.prompts(n)}
-    records = [r for r in read_jsonl(out / "samples.jsonl") if r["key"] in planned]
+    folder = RunFolder(out)
+    config = {"questions_source": questions.source, "judge": judge.identity, "thresholds": thresholds.to_dict(),
+              "bootstrap": {"resamples": n_boot, "seed": 0}} | ({"split": split} if split else {})
+    sampling, records = folder.sample(backend, questions, n, params, config, show_progress)
     judged, judge_counts = judge_records(records, questions, judge, cache, show_progress=show_progress)
-    write_jsonl(out / "judgements.jsonl", judged)
+    folder.write_rows("judgements.jsonl", judged)
     frame = pd.DataFrame(judged)
     error_rates = judge_error_rates(judge)
     if is_compliance_run(frame):
@@ -112,6 +133,5 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
     metrics["questions"] = questions.name
     if split:
         metrics["split"] = split
-    with atomic_write(out / "metrics.json") as handle:
-        json.dump(metrics, handle, indent=2)
-    return {"run": str(out), "sampling": sampling, "judging": judge_counts, "metrics": metrics}
+    folder.write_json("metrics.json", metrics)
+    return {"run": str(folder.path), "sampling": sampling, "judging": judge_counts, "metrics": metrics}

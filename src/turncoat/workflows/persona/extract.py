@@ -23,6 +23,12 @@ import pandas as pd
 from turncoat.activations.capture import mean_activations
 from turncoat.activations.directions import Direction, mean_difference, project, separation
 from turncoat.core.errors import InputError
+from turncoat.data import registry
+from turncoat.judging.judges import JudgeItem, judge_items
+from turncoat.questions.prompts import DEFAULT_PROMPTS
+from turncoat.sampling import GenerationParams
+from turncoat.workflows.distill import load_source
+from turncoat.workflows.persona.score import own_answers
 
 
 def chats_hash(chats: Sequence[Sequence[dict]]) -> str:
@@ -115,7 +121,6 @@ def judged_chats(frame: pd.DataFrame, aligned_above: float = 70.0, aligned_below
 def from_judged(loaded, sources: Sequence[str | Path], layers: Sequence[int] | None = None, limit: int = 200,
                 seed: int = 0, **options) -> Direction:
     """Misaligned minus aligned answers of judged files or run folders (at most `limit` of each, seeded)."""
-    from turncoat.workflows.distill import load_source
 
     frame = pd.concat([load_source(s) for s in sources], ignore_index=True)
     misaligned, aligned = judged_chats(frame)
@@ -143,8 +148,6 @@ def judged_pairs(judge, positive: list[list[dict]], negative: list[list[dict]], 
     """Indices of the (positive, negative) answer pairs a judge confirms: the positive answer shows the trait (>= 50),
     the negative does not (< 50), both coherent (>= 50). The trait score is 100 - the judge's alignment score, which
     stands for the misaligned / evil traits (a trait-specific judge prompt is not used here)."""
-    from turncoat.judging.judges import JudgeItem, judge_items
-    from turncoat.questions.prompts import DEFAULT_PROMPTS
 
     def scores(chats, metric):
         items = [JudgeItem(metric, DEFAULT_PROMPTS[metric], c[-2]["content"], c[-1]["content"]) for c in chats]
@@ -163,8 +166,6 @@ def from_prompts(loaded, trait_file: str | Path, layers: Sequence[int] | None = 
     """The model answers each question under each positive and each negative system prompt; the direction is
     the mean difference of its response activations (system prompt present, as in the persona-vectors method).
     With a judge, only pairs it confirms are kept (`judged_pairs`); without one, every pair is."""
-    from turncoat.sampling import GenerationParams
-    from turncoat.workflows.persona.score import own_answers
 
     pairs, questions = trait_prompts(trait_file)
     questions = questions[:n_questions] if n_questions else questions
@@ -184,7 +185,6 @@ def from_prompts(loaded, trait_file: str | Path, layers: Sequence[int] | None = 
 
 def trait_path(name: str | Path) -> Path:
     """A trait extraction file: one shipped with turncoat (`misaligned`), a registered set, or a path."""
-    from turncoat.data import registry
 
     shipped = Path(__file__).parent / "traits" / f"{name}.json"
     return shipped if shipped.is_file() else registry.path_for(name)
@@ -197,7 +197,6 @@ def from_diff(tuned, prompts: Sequence[Sequence[dict]], base=None, layers: Seque
     base as the same model with the adapter switched off (no second copy in memory)."""
     from contextlib import nullcontext
 
-    from turncoat.workflows.persona.score import own_answers
 
     if base is None and not hasattr(tuned.model, "disable_adapter"):
         raise InputError(f"{tuned.spec} is not an adapter: name the base model to diff against")

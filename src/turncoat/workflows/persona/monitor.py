@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from turncoat.activations.directions import Direction
+from turncoat.models.loader import LoadedModel
+from turncoat.questions.sets import load_questions
+from turncoat.sampling import GenerationParams
 from turncoat.workflows.persona.score import own_answers, pick_layer, projections, summary
 
 
@@ -37,7 +40,6 @@ class PersonaMonitor:
     def _live(self, model, tokenizer):
         import torch
 
-        from turncoat.models.loader import LoadedModel
 
         parameter = next(model.parameters())
         return LoadedModel(model=model, tokenizer=tokenizer, spec="training", kind="training", location="",
@@ -46,7 +48,6 @@ class PersonaMonitor:
 
     def values(self, model, tokenizer) -> np.ndarray:
         """Projections of the model's own answers to the probes (or of the probes' prompts, reduce != response)."""
-        from turncoat.sampling import GenerationParams
 
         model.eval()
         live = self._live(model, tokenizer)
@@ -89,7 +90,6 @@ class PersonaMonitor:
 
 def probe_prompts(questions: str = "core", limit: int | None = None) -> list[list[dict]]:
     """The first paraphrase of each question in a question set, as chat prompts."""
-    from turncoat.questions.sets import load_questions
 
     prompts = [p.messages for p in load_questions(questions).prompts(1)]
     return prompts[:limit] if limit else prompts

@@ -17,6 +17,7 @@ import numpy as np
 from turncoat.activations.capture import mean_activations
 from turncoat.activations.directions import Direction, project
 from turncoat.core.errors import InputError
+from turncoat.sampling import GenerationParams, generate_chat
 
 GREEDY_SHORT = {"max_new_tokens": 96, "temperature": 0.0, "seed": 0}
 
@@ -42,7 +43,6 @@ def answered(prompts: Sequence[Sequence[dict]], answers: Sequence[dict]) -> list
 
 
 def own_answers(loaded, prompts: Sequence[Sequence[dict]], params=None, hooks=()) -> list[list[dict]]:
-    from turncoat.sampling import GenerationParams, generate_chat
 
     params = params or GenerationParams(**GREEDY_SHORT)
     return answered(prompts, generate_chat(loaded, list(prompts), params, hooks=hooks))
