@@ -18,8 +18,8 @@ OutOption = typer.Option(..., "--out", "-o", help="Output JSONL (written atomica
 
 
 @app.command("list")
-def list_sets(kind: str = typer.Option(None, help="Only sets of this kind (chat, questions, trait, judged, "
-                                                  "figures)."),
+def list_sets(kind: str = typer.Option(None, help="Only sets of this kind (chat, questions, trait, "
+                                                  "judged)."),
               as_json: bool = JsonOption):
     """The known research data sets, with row counts, pinned source and whether each is available locally."""
     rows = [registry.status(e) for e in registry.registry().values() if kind is None or e.kind == kind]

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from turncoat.core.errors import InputError
-from turncoat.core.io import atomic_write
+from turncoat.core.io import append_jsonl, atomic_write
 from turncoat.core.provenance import library_versions
 from turncoat.data import ChatDataset, load_chat
 from turncoat.data.transforms import dataset_sha256, holdout_split
@@ -44,7 +44,7 @@ class StepLog(TrainerCallback):
 
     def write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            append_jsonl(handle, [record])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:

@@ -8,7 +8,6 @@ scale depends on the model and layer, so summaries are also given as z-scores ag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from turncoat.activations.capture import mean_activations
 from turncoat.activations.directions import Direction, project
 from turncoat.core.errors import InputError
+from turncoat.core.io import append_jsonl, read_jsonl
 from turncoat.sampling import GenerationParams, generate_chat
 
 GREEDY_SHORT = {"max_new_tokens": 96, "temperature": 0.0, "seed": 0}
@@ -70,14 +70,10 @@ def screen(loaded, conversations, direction: Direction, out: str | Path, layer: 
     out = Path(out)
     layer = pick_layer(direction, layer)
     done = {}
-    if out.exists():
-        for line_number, line in enumerate(out.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                record = json.loads(line)
-                done[record["index"]] = record
-            except (json.JSONDecodeError, KeyError):
-                raise InputError(f"{out}, line {line_number}: not a screening record (delete the file to "
-                                 f"start over)") from None
+    for line_number, record in enumerate(read_jsonl(out, repair=True), 1):
+        if not isinstance(record, dict) or "index" not in record:
+            raise InputError(f"{out}, line {line_number}: not a screening record (delete the file to start over)")
+        done[record["index"]] = record
     chats, keys = [], []
     for index, conversation in enumerate(conversations):
         messages = conversation.as_messages()
@@ -97,12 +93,12 @@ def screen(loaded, conversations, direction: Direction, out: str | Path, layer: 
         own = own_answers(loaded, [c[:-1] for c in examples], params)
         theirs = projections(loaded, direction, examples, layer, batch_size=batch_size)
         mine = projections(loaded, direction, own, layer, batch_size=batch_size)
+        for i, chat, example_value, own_value in zip(index, own, theirs, mine, strict=True):
+            done[i] = {"index": i, "example": keys[i], "layer": layer, "projection_example": float(example_value),
+                       "projection_own": float(own_value), "difference": float(example_value - own_value),
+                       "prompt": chats[i][-2]["content"][:200], "own_answer": chat[-1]["content"][:200]}
         with open(out, "a", encoding="utf-8") as handle:
-            for i, chat, example_value, own_value in zip(index, own, theirs, mine, strict=True):
-                done[i] = {"index": i, "example": keys[i], "layer": layer, "projection_example": float(example_value),
-                           "projection_own": float(own_value), "difference": float(example_value - own_value),
-                           "prompt": chats[i][-2]["content"][:200], "own_answer": chat[-1]["content"][:200]}
-                handle.write(json.dumps(done[i]) + "\n")
+            append_jsonl(handle, [done[i] for i in index])
         if progress:
             progress(len(index))
     return [done[i] for i in range(len(chats))]
