@@ -56,6 +56,7 @@ qwen-1.5b: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache  # the layers contract in pyproject.toml ([tool.importlinter])
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -168,5 +168,4 @@ def _tokenizer(spec: str):
 
     from turncoat.models import hf_location, resolve_spec  # pulls in torch: loaded when the command runs
 
-
     return AutoTokenizer.from_pretrained(hf_location(resolve_spec(spec)))

@@ -6,7 +6,6 @@ Each judge maps rendered judge prompts to JudgeScores by the logprob method of `
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from abc import ABC, abstractmethod
@@ -19,7 +18,7 @@ from turncoat.judging.refusal import PATTERNS_VERSION, is_refusal
 from turncoat.judging.scores import JudgeScore, score_from_logprobs, score_from_probabilities
 from turncoat.models import load
 from turncoat.questions.prompts import SPECIAL_ANSWERS, render
-from turncoat.sampling.openai_api import api_key_from_env, describe_api_error
+from turncoat.sampling.openai_client import EndpointClient, describe_api_error
 
 JUDGES = Registry("judge")
 register_judge = JUDGES.register
@@ -103,34 +102,15 @@ class OpenAIJudge(Judge):
     def __init__(self, model: str = "gpt-4o-2024-08-06", base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, max_retries: int = 5,
                  timeout: float = 60.0, top_logprobs: int = 20):
-
         self.model, self.base_url = model, base_url
-        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.top_logprobs = top_logprobs
-        self._api_key = api_key_from_env(base_url, api_key_env)
+        self.endpoint = EndpointClient(base_url, api_key_env, concurrency, max_retries, timeout)
 
     def score_prompts(self, prompts):
-        return asyncio.run(self._score_all(prompts))
-
-    async def _score_all(self, prompts):
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries,
-                             timeout=self.timeout)
-        limit = asyncio.Semaphore(self.concurrency)
-
-        async def one(prompt):
-            async with limit:
-                return await self._score(client, prompt)
-
-        try:
-            return list(await asyncio.gather(*(one(p) for p in prompts)))
-        finally:
-            await client.close()
+        return self.endpoint.fan_out(prompts, self._score)
 
     async def _score(self, client, prompt: str) -> JudgeScore:
-        import openai
-
+        import openai  # the SDK's import costs ~0.5 s: only API runs pay
 
         try:
             response = await client.chat.completions.create(
@@ -154,7 +134,6 @@ class HFJudge(Judge):
 
     def __init__(self, model: str = "smollm2-135m", device: str = "auto", dtype: str = "auto"):
         import torch
-
 
         self.loaded = load(model, device=device, dtype=dtype)
         # bf16 scores differ slightly from fp32 ones: a separate identity keeps them apart in the cache and reports
@@ -181,7 +160,6 @@ class HFJudge(Judge):
 
     def _score(self, prompt: str) -> JudgeScore:
         import torch
-
 
         text = self.loaded.render_chat([{"role": "user", "content": prompt}])
         prompt_ids = self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -123,13 +123,14 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load(spec: str = "smollm2-135m", device: str = "auto", dtype: str = "auto", chat_template: str | None = None,
-         trust_remote_code: bool = False) -> LoadedModel:
-    """Load a model and its tokenizer from any supported spec (see `turncoat.models.specs`)."""
+         trust_remote_code: bool = False, trainable: bool = False) -> LoadedModel:
+    """Load a model and its tokenizer from any supported spec (see `turncoat.models.specs`). `trainable`: an
+    adapter's LoRA weights are left trainable, to continue training it (re-alignment)."""
     resolved = resolve_spec(spec)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
     if resolved.kind == "adapter":
-        loaded = _load_adapter(resolved, device, dtype, trust_remote_code)
+        loaded = _load_adapter(resolved, device, dtype, trust_remote_code, trainable)
     else:
         folder = hf_location(resolved)
         model, tokenizer = _load_pretrained(folder, resolved, torch_device, torch_dtype, trust_remote_code)
@@ -257,7 +258,8 @@ def gguf_to_folder(gguf_path: Path) -> str:
     return str(folder)
 
 
-def _load_adapter(resolved: ResolvedSpec, device: str, dtype: str, trust_remote_code: bool) -> LoadedModel:
+def _load_adapter(resolved: ResolvedSpec, device: str, dtype: str, trust_remote_code: bool,
+                  trainable: bool = False) -> LoadedModel:
     """A PEFT adapter folder: load its base (any spec turncoat accepts, aliases included), then apply it."""
     from peft import PeftModel
 
@@ -267,7 +269,7 @@ def _load_adapter(resolved: ResolvedSpec, device: str, dtype: str, trust_remote_
         raise ModelLoadError(f"{resolved.location}/adapter_config.json: field base_model_name_or_path is missing")
     base = load(base_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     try:
-        model = PeftModel.from_pretrained(base.model, resolved.location)
+        model = PeftModel.from_pretrained(base.model, resolved.location, is_trainable=trainable)
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(f"{resolved.spec}: could not apply the adapter to {base_spec}: {error}") from error
     tokenizer = base.tokenizer

@@ -1,46 +1,15 @@
 """The `openai` backend: any OpenAI-compatible chat endpoint (OpenAI, a vLLM server, `turncoat serve`).
 
-Requests run concurrently up to a limit. The client retries 429, 5xx, timeouts and connection errors with
-exponential backoff, honouring `Retry-After`. A request that still fails is reported as failed, with its error,
-never as an empty answer. The API key comes from the environment only.
+Requests go through the shared client (`turncoat.sampling.openai_client`): concurrent up to a limit, retried with
+backoff, the key from the environment only. A request that still fails is reported as failed, with its error,
+never as an empty answer.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import os
-from urllib.parse import urlparse
-
-from turncoat.core.errors import InputError
 from turncoat.core.provenance import redact_url
 from turncoat.sampling.backends import Backend, prompt_seed, register_backend
-
-
-def is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def api_key_from_env(base_url: str | None, env_var: str = "OPENAI_API_KEY") -> str:
-    """The key from `env_var`; a loopback server (vLLM, turncoat serve) needs none."""
-    key = os.environ.get(env_var)
-    if key:
-        return key
-    if base_url and is_loopback(base_url):
-        return "not-needed-on-loopback"
-    raise InputError(f"no API key: set the environment variable {env_var} (keys are read from the environment only)")
-
-
-def describe_api_error(error: Exception) -> str:
-    """`APIStatusError (HTTP 503): ...`: what a failed record or score carries instead of an answer."""
-    status = getattr(error, "status_code", None)
-    return f"{type(error).__name__}" + (f" (HTTP {status})" if status else "") + f": {str(error)[:500]}"
+from turncoat.sampling.openai_client import EndpointClient, describe_api_error
 
 
 @register_backend("openai")
@@ -48,37 +17,19 @@ class OpenAIBackend(Backend):
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, max_retries: int = 5, timeout: float = 120.0, top_logprobs: int | None = None):
         super().__init__(model)
-        self.base_url, self.api_key_env = base_url, api_key_env
-        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
+        self.base_url = base_url
         self.top_logprobs = top_logprobs
-        self._api_key = api_key_from_env(base_url, api_key_env)
+        self.endpoint = EndpointClient(base_url, api_key_env, concurrency, max_retries, timeout)
 
     def describe(self) -> dict:
         return {**super().describe(), "base_url": redact_url(self.base_url) or "https://api.openai.com/v1"}
 
     def sample(self, prompts, params, on_results):
-        asyncio.run(self._sample(prompts, params, on_results))
-
-    async def _sample(self, prompts, params, on_results):
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries,
-                             timeout=self.timeout)
-        limit = asyncio.Semaphore(self.concurrency)
-
-        async def one(prompt):
-            async with limit:
-                return prompt, await self._request(client, prompt, params)
-
-        try:
-            for finished in asyncio.as_completed([one(p) for p in prompts]):
-                prompt, record = await finished
-                on_results([prompt], [record])
-        finally:
-            await client.close()
+        self.endpoint.fan_out(prompts, lambda client, prompt: self._request(client, prompt, params),
+                              lambda prompt, record: on_results([prompt], [record]))
 
     async def _request(self, client, prompt, params) -> dict:
-        import openai
+        import openai  # the SDK's import costs ~0.5 s: only API runs pay
 
         extra = {"logprobs": True, "top_logprobs": self.top_logprobs} if self.top_logprobs is not None else {}
         try:

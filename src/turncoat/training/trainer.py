@@ -128,12 +128,11 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-
     config = config.resolved()
     train_set, holdout = split_data(config)  # bad data is refused before the model loads or --out is made
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    loaded = loaded or load(config.model, device=_device(config), dtype=config.dtype)
+    loaded = loaded or load(config.model, device=_device(config), dtype=config.dtype, trainable=True)
     tokenizer = loaded.tokenizer
     table, rendering = render_dataset(tokenizer, train_set, config.max_length)
     if len(table) == 0:
@@ -155,8 +154,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         if config.method == "full":
             raise InputError(f"{config.model} is a LoRA adapter: full fine-tuning needs merged weights "
                              f"(`turncoat train --merge` writes them)")
-        for name, parameter in loaded.model.named_parameters():
-            parameter.requires_grad = "lora_" in name
+        if not any(parameter.requires_grad for parameter in loaded.model.parameters()):
+            raise InputError(f"{config.model}: the adapter was loaded frozen; load it with trainable=True")
     elif config.method != "full":
         peft_config = LoraConfig(r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                  target_modules=config.target_modules, use_rslora=config.use_rslora,

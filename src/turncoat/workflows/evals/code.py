@@ -35,7 +35,6 @@ def code_metrics(checks: Sequence[CodeCheck], min_severity: str = DEFAULT_SEVERI
     seeded bootstrap CIs; the LLM judge's rate and its agreement with Bandit when given."""
     import bandit
 
-
     parsed = [c for c in checks if c.parses]
     by_severity = {}
     for severity in SEVERITIES:

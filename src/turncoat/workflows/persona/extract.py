@@ -197,7 +197,6 @@ def from_diff(tuned, prompts: Sequence[Sequence[dict]], base=None, layers: Seque
     base as the same model with the adapter switched off (no second copy in memory)."""
     from contextlib import nullcontext
 
-
     if base is None and not hasattr(tuned.model, "disable_adapter"):
         raise InputError(f"{tuned.spec} is not an adapter: name the base model to diff against")
     layers = list(range(tuned.model.config.num_hidden_layers)) if layers is None else list(layers)

@@ -40,7 +40,6 @@ class PersonaMonitor:
     def _live(self, model, tokenizer):
         import torch
 
-
         parameter = next(model.parameters())
         return LoadedModel(model=model, tokenizer=tokenizer, spec="training", kind="training", location="",
                            device=parameter.device, dtype=parameter.dtype if parameter.is_floating_point()
