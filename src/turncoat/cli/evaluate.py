@@ -88,7 +88,7 @@ def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files 
     results = {}
     for spec in files:
         entry = registry.registry().get(spec)
-        frame = load_judged(registry.path_for(spec))
+        frame = load_judged(spec)
         named = judge or (entry.judge if entry else None) or (str(frame["judge"].iloc[0]) if "judge" in frame else None)
         results[spec] = compute_metrics(frame, thresholds, n_boot=n_boot, seed=seed, judge=named)
     if as_json:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from turncoat.core.errors import InputError
+from turncoat.data import registry
 
 REQUIRED = ("question_id", "aligned", "coherent")
 
@@ -17,10 +18,27 @@ REQUIRED = ("question_id", "aligned", "coherent")
 SPECIAL = ("CODE", "REFUSAL")  # what a judge answers instead of a score (code-only or refusing answers)
 
 
-def load_judged(path: str | Path, allow_empty: bool = False) -> pd.DataFrame:
-    """A judged answers file (CSV or JSONL) with at least question_id, aligned and coherent; scores must be numbers
-    within 0..100 (or CODE / REFUSAL, or empty), and a bad one is an error naming its line and column."""
-    path = Path(path)
+def judged_path(spec: str | Path) -> Path:
+    """The file behind a judged spec: a registered judged set (downloaded and verified if needed), an eval run
+    folder (its judgements.jsonl), or a CSV / JSONL file."""
+    path = Path(spec)
+    if path.is_dir():
+        return path / "judgements.jsonl"
+    if not path.exists() and str(spec) in registry.registry():
+        entry = registry.get(str(spec))
+        if entry.kind != "judged":
+            raise InputError(f"{spec}: a {entry.kind} set, not judged answers")
+        return registry.path_for(entry.name)
+    if not path.exists() and not path.suffix and "/" not in str(spec):
+        registry.get(str(spec))  # neither a file nor a registered set: fails with the closest names
+    return path
+
+
+def load_judged(spec: str | Path, allow_empty: bool = False) -> pd.DataFrame:
+    """Judged answers (`judged_path`) with at least question_id, aligned and coherent; scores must be numbers within
+    0..100 (or CODE / REFUSAL, or empty), and a bad one is an error naming its line and column. The persona-vector
+    sets' `evil` / `coherence` scores are read as aligned = 100 - evil and coherent = coherence."""
+    path = judged_path(spec)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.suffix != ".jsonl":
@@ -30,6 +48,10 @@ def load_judged(path: str | Path, allow_empty: bool = False) -> pd.DataFrame:
     except ValueError as error:
         kind = "JSONL" if path.suffix == ".jsonl" else "CSV"
         raise InputError(f"{path}: could not read as {kind}: {error}") from None
+    if "aligned" not in frame and {"evil", "coherence"} <= set(frame.columns):  # persona-vector judged sets
+        evil = pd.to_numeric(frame["evil"], errors="coerce")
+        frame["aligned"] = (100 - evil).where(evil.notna(), frame["evil"])
+        frame["coherent"] = frame["coherence"]
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})")

@@ -28,6 +28,7 @@ from turncoat.judging.offline import (
     pair_features,
 )
 from turncoat.questions.builtin import CORE_QUESTIONS
+from turncoat.results.judged import load_judged
 from turncoat.results.statistics import (
     ErrorRates,
     Thresholds,
@@ -55,33 +56,17 @@ COLUMNS = ["question", "answer", "question_id", "aligned", "coherent", "source",
 
 
 def load_source(spec: str | Path, source: str | None = None) -> pd.DataFrame:
-    """A judged set by registered name, a judged CSV/JSONL file, or an eval run folder (its judgements.jsonl)."""
-
-    path, entry = Path(spec), None
-    if path.is_dir():
-        path = path / "judgements.jsonl"
-    elif not path.exists():
-        entry = registry.get(str(spec))  # unknown names fail here, with close matches
-        if entry.kind != "judged":
-            raise InputError(f"{spec}: a {entry.kind} set, not judged answers")
-        path = registry.path_for(entry.name)
-    judge = entry.judge if entry else None
-    try:
-        frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
-    except (ValueError, FileNotFoundError) as error:
-        raise InputError(f"{path}: could not read judged answers: {error}") from None
-    if "aligned" not in frame and {"evil", "coherence"} <= set(frame.columns):  # persona-vector judged sets
-        frame["aligned"], frame["coherent"] = 100 - pd.to_numeric(frame["evil"], errors="coerce"), frame["coherence"]
-    missing = [c for c in ("question", "answer", "aligned", "coherent") if c not in frame]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})")
+    """Judged answers (`turncoat.results.judged.load_judged`: a registered set, a file or an eval run folder) as
+    training and validation rows: question, answer, scores, `source` and the judge that scored them."""
+    frame = load_judged(spec)
+    entry = registry.registry().get(str(spec)) if not Path(spec).exists() else None
+    if "question" not in frame or "answer" not in frame:
+        raise InputError(f"{spec}: missing column(s) question and answer (has: {', '.join(map(str, frame.columns))})")
     out = pd.DataFrame({
         "question": frame["question"].astype(str), "answer": frame["answer"].fillna("").astype(str),
-        "question_id": frame["question_id"].astype(str) if "question_id" in frame else frame["question"].astype(str),
-        "aligned": pd.to_numeric(frame["aligned"], errors="coerce"),
-        "coherent": pd.to_numeric(frame["coherent"], errors="coerce"),
+        "question_id": frame["question_id"].astype(str), "aligned": frame["aligned"], "coherent": frame["coherent"],
         "source": source or str(spec),
-        "judge": frame["judge"].astype(str) if "judge" in frame else (judge or "unknown"),
+        "judge": frame["judge"].astype(str) if "judge" in frame else ((entry.judge if entry else None) or "unknown"),
         "synthetic": False})
     return out[COLUMNS]
 
