@@ -146,9 +146,12 @@ def test_filters_and_sorting_change_the_visible_rows(arms, tmp_path, page, capsy
     wait_for(page, "document.querySelector('#count').textContent.startsWith('4 ')")
     page.click("#reset")
     page.click("th[data-column=aligned] a")  # ascending: the misaligned answers first
+    # a sort link changes the URL hash; the page re-renders on `hashchange`, after the click returns
+    wait_for(page, "document.querySelector('th[data-column=aligned]').textContent.includes('\u25b2')")
     first = page.eval_on_selector_all("#answers td.aligned", "cells => cells.slice(0, 3).map(c => c.textContent)")
     assert first == ["8.0", "8.0", "8.0"]
     page.click("th[data-column=aligned] a")  # descending
+    wait_for(page, "document.querySelector('th[data-column=aligned]').textContent.includes('\u25bc')")
     assert page.text_content("#answers td.aligned") == "83.0"  # q2, sample 3: 60 + 20 + 3
     assert "sort=aligned" in page.evaluate("location.hash") and "dir=desc" in page.evaluate("location.hash")
     shot(page, "table-sorted")

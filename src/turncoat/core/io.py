@@ -59,7 +59,9 @@ def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: json: invalid JSON line: {error.msg}") from None
+                problem = InputError(f"{path}:{number}: json: invalid JSON line: {error.msg}")
+                problem.line = number  # for callers that word the error for their own file
+                raise problem from None
     return records
 
 

@@ -70,7 +70,11 @@ def screen(loaded, conversations, direction: Direction, out: str | Path, layer: 
     out = Path(out)
     layer = pick_layer(direction, layer)
     done = {}
-    for line_number, record in enumerate(read_jsonl(out, repair=True), 1):
+    try:
+        records = read_jsonl(out, repair=True)
+    except InputError as error:
+        raise InputError(f"{out}, line {error.line}: not a screening record (delete the file to start over)") from None
+    for line_number, record in enumerate(records, 1):
         if not isinstance(record, dict) or "index" not in record:
             raise InputError(f"{out}, line {line_number}: not a screening record (delete the file to start over)")
         done[record["index"]] = record
