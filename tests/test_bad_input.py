@@ -24,8 +24,12 @@ CASES = [
     (["train", "--r", "0"], "--r"),
     (["train", "--layers", "a,b"], "--layers"),
     (["train", "--layers", "-1"], "--layers"),
+    (["train", "--layers", "99"], "--layers"),  # the default model has 30 blocks: refused once it is loaded
+    (["train", "--save-total-limit", "0"], "--save-total-limit"),
     (["train", "--batch-size", "0"], "--batch-size"),
     (["train", "--epochs", "0"], "--epochs"),
+    # a judge endpoint whose served models cannot be listed: an error, not a guessed judge name (which re-pays)
+    (["eval", "--judge", "openai", "--base-url", "http://127.0.0.1:9/v1"], "--judge-model"),
 ]
 
 

@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from servers import TURNCOAT, ScriptedServer, turncoat_serve
+from servers import TURNCOAT, LoopbackServer, ScriptedServer, completion, logprob_completion, turncoat_serve
 
 from turncoat.cli import main
 from turncoat.core.errors import InputError
@@ -141,3 +141,56 @@ def test_self_report_numbers_are_parsed_and_parquet_written(tmp_path, capsys):
     assert len(records) == 4 and all(r["self_report"] == 42.0 for r in records)
     frame = pd.read_parquet(figures["parquet"])
     assert len(frame) == 4 and set(frame["question_id"]) == {"self_code_security", "self_alignment"}
+
+
+# 200 replies that are not chat completions: a proxy's HTML page, JSON cut off mid-body, no or empty `choices`.
+GARBAGE = [(b"<html>Bad gateway</html>", "text/html"), (b'{"id": "x", "choices": [{"ind', "application/json"),
+           (b'{"id": "x", "object": "chat.completion"}', "application/json"),
+           (b'{"id": "x", "object": "chat.completion", "choices": []}', "application/json")]
+
+
+class GarbageFirst(LoopbackServer):
+    """Answers the first `garbage` POSTs with the GARBAGE bodies in turn, then with `good()`."""
+
+    def __init__(self, garbage: int, good):
+        self.left, self.good = garbage, good
+        super().__init__(self._respond)
+        self.base_url = f"{self.url}/v1"
+
+    def _respond(self, method, path, body):
+        if self.left:
+            self.left -= 1
+            payload, content_type = GARBAGE[self.left % len(GARBAGE)]
+            return 200, {"Content-Type": content_type}, payload
+        return 200, {"Content-Type": "application/json"}, json.dumps(self.good()).encode()
+
+
+def test_malformed_replies_are_retried_then_recorded_as_failed_not_crashes(tmp_path):
+    with GarbageFirst(4, completion) as server:  # every kind once, then a good reply
+        backend = make_backend("openai", "scripted", base_url=server.base_url, max_retries=4)
+        figures = sample_to_file(backend, ONE, tmp_path / "a.jsonl", n=1, params=PARAMS, show_progress=False)
+    assert len(server.requests) == 5 and figures["written"] == 1
+    assert read_jsonl(tmp_path / "a.jsonl")[0]["answer"] == "42"
+    out = tmp_path / "b.jsonl"
+    with GarbageFirst(10**6, completion) as server:
+        backend = make_backend("openai", "scripted", base_url=server.base_url, max_retries=1)
+        with pytest.raises(SamplingFailed, match="2 of 2 requests failed"):
+            sample_to_file(backend, ONE, out, n=2, params=PARAMS, show_progress=False)
+    assert read_jsonl(out) == [] and len(server.requests) == 4  # two attempts each
+    failures = read_jsonl(errors_path(out))
+    assert all(f["status"] == "failed" and "malformed reply" in f["error"] for f in failures)
+
+
+def test_a_judge_retries_malformed_replies_and_never_turns_them_into_scores():
+    from turncoat.judging import make_judge
+
+    def good():
+        return logprob_completion({"87": 0.0})
+
+    with GarbageFirst(4, good) as server:
+        judge = make_judge("openai", model="scripted", base_url=server.base_url, max_retries=4)
+        assert [s.score for s in judge.score_prompts(["rate this"])] == [pytest.approx(87.0)]
+    with GarbageFirst(10**6, good) as server:
+        judge = make_judge("openai", model="scripted", base_url=server.base_url, max_retries=1)
+        scores = judge.score_prompts(["rate this", "and this"])
+    assert all(s.status == "failed" and s.score is None and "malformed reply" in s.error for s in scores)

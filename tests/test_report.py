@@ -74,6 +74,19 @@ def test_compare(runs, capsys):
     assert rows["secure"]["misaligned_fraction"] == 0.0 and rows["insecure"]["judge"] == "openai:judge-x"
 
 
+def test_a_validation_whose_requests_failed_is_an_error_and_is_not_recorded(tmp_path, capsys):
+    reference = judged_file(tmp_path / "labelled.jsonl", [("an evil plan", 5, 80), ("kind words", 90, 80)])
+    cache = tmp_path / "cache.sqlite"
+    with JudgeServer(_by_answer, fail=True) as server:  # every request: HTTP 500
+        code = main(["judge", "validate", str(reference), "--judge", "openai", "--judge-model", "judge-x",
+                     "--base-url", server.base_url, "--cache", str(cache), "--max-retries", "0", "--json"])
+    assert code != 0
+    assert "4 of 4 judge requests failed" in capsys.readouterr().err
+    from turncoat.judging import JudgeCache
+
+    assert JudgeCache(cache).latest_validation("openai:judge-x") is None
+
+
 def test_validate_measures_agreement_and_reports_carry_it(tmp_path, capsys):
     reference = judged_file(tmp_path / "labelled.jsonl", [("an evil plan", 5, 80), ("kind words", 90, 80),
                                                           ("evil again", 10, 75), ("helpful", 85, 90),

@@ -27,6 +27,7 @@ from turncoat.cli._common import (
     thresholds_from,
 )
 from turncoat.core.errors import InputError
+from turncoat.core.provenance import redact_url
 from turncoat.data import registry
 from turncoat.questions.builtin import code_tasks, harmful_requests
 from turncoat.questions.sets import load_questions
@@ -141,24 +142,25 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
         severity = parse_severity(min_severity)
         question_set, split = code_tasks(prompts, held_out_from=runs)
     elif questions == "harmful-requests":
-
         question_set, split = harmful_requests(prompts, held_out_from=runs)
     else:
         question_set = load_questions(questions)
     sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": sample_base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
+    if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
+        judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
+    else:  # the judge is set up (and its endpoint probed) before any model loads or answer is paid for
+        judge_instance = _make_judge(judge or "openai", judge_model, base_url, api_key_env, concurrency, max_retries)
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
     show_progress = not (quiet or as_json)
-    if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
+    if questions == "code-tasks":
         from turncoat.workflows.evals.code import run_code_eval  # pulls in torch: loaded when the command runs
 
-        judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
         result = run_code_eval(out, sampler, question_set, split, n=n, params=params, judge=judge_instance,
                                cache=JudgeCache(cache) if judge_instance else None, min_severity=severity,
                                show_progress=show_progress)
         emit(result, as_json, lambda r: _render_code_metrics(r["metrics"], f"{out} ({model} on code-tasks)"))
         return
-    judge_instance = _make_judge(judge or "openai", judge_model, base_url, api_key_env, concurrency, max_retries)
     result = run_eval(out, sampler, question_set, judge_instance, n=n, params=params, cache=JudgeCache(cache),
                       thresholds=thresholds_from(aligned_below, coherent_above, inclusive),
                       show_progress=show_progress, split=split)
@@ -229,15 +231,18 @@ def _render_code_metrics(figures: dict, title: str) -> None:
 def _default_judge_model(judge: str, base_url: str | None) -> str:
     if judge == "hf":
         return "smollm2-135m"
-    if base_url:  # a local or self-hosted server: use the model it serves
-        import httpx
+    if base_url:  # a local or self-hosted server: the model it serves, never a guess (a wrong name re-pays everything)
+        import httpx  # only this probe uses it here
 
         try:
             served = httpx.get(f"{base_url.rstrip('/')}/models", timeout=10).json()["data"]
             if served:
                 return served[0]["id"]
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
+            problem = "it serves no model"
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        raise InputError(f"--base-url {redact_url(base_url)}: could not list the models it serves at /models "
+                         f"({problem}); name the judge model with --judge-model")
     return "gpt-4o-2024-08-06"
 
 
@@ -291,6 +296,7 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
              api_key_env: str = typer.Option("OPENAI_API_KEY", help="Variable holding the API key."),
              limit: int = typer.Option(None, help="Score a seeded random sample of this many rows."),
              seed: int = typer.Option(0, help="Seed for --limit."),
+             max_retries: int = MaxRetriesOption,
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              as_json: bool = JsonOption):
@@ -301,11 +307,11 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
     path = registry.path_for(file)
     frame = load_judged(path)
     if "question" not in frame or "answer" not in frame:
-
         raise InputError(f"{path}: needs 'question' and 'answer' columns to re-judge")
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed)
-    figures = validate_judge(_make_judge(judge, judge_model, base_url, api_key_env), frame, JudgeCache(cache),
+    judge_instance = _make_judge(judge, judge_model, base_url, api_key_env, max_retries=max_retries)
+    figures = validate_judge(judge_instance, frame, JudgeCache(cache),
                              thresholds_from(aligned_below, coherent_above, inclusive), reference=str(file))
     emit(figures, as_json)
 

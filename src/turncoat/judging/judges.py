@@ -12,13 +12,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from turncoat import models
+from turncoat.core.errors import TurncoatError
 from turncoat.core.registry import Registry
 from turncoat.judging.cache import JudgeCache, cache_key
 from turncoat.judging.refusal import PATTERNS_VERSION, is_refusal
 from turncoat.judging.scores import JudgeScore, score_from_logprobs, score_from_probabilities
-from turncoat.models import load
 from turncoat.questions.prompts import SPECIAL_ANSWERS, render
 from turncoat.sampling.openai_client import EndpointClient, describe_api_error
+
+
+class JudgingFailed(TurncoatError):
+    """Judge requests failed after their retries: nothing was scored as a number in their place."""
+
 
 JUDGES = Registry("judge")
 register_judge = JUDGES.register
@@ -107,7 +113,7 @@ class OpenAIJudge(Judge):
         self.endpoint = EndpointClient(base_url, api_key_env, concurrency, max_retries, timeout)
 
     def score_prompts(self, prompts):
-        return self.endpoint.fan_out(prompts, self._score)
+        return self.endpoint.fan_out(prompts, self._score, lambda error: JudgeScore(None, status="failed", error=error))
 
     async def _score(self, client, prompt: str) -> JudgeScore:
         import openai  # the SDK's import costs ~0.5 s: only API runs pay
@@ -135,7 +141,7 @@ class HFJudge(Judge):
     def __init__(self, model: str = "smollm2-135m", device: str = "auto", dtype: str = "auto"):
         import torch
 
-        self.loaded = load(model, device=device, dtype=dtype)
+        self.loaded = models.load(model, device=device, dtype=dtype)
         # bf16 scores differ slightly from fp32 ones: a separate identity keeps them apart in the cache and reports
         precision = self.loaded.dtype_name
         self.model = model if precision == "float32" else f"{model}@{precision}"

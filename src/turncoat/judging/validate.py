@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from turncoat.judging.cache import JudgeCache
-from turncoat.judging.judges import Judge, JudgeItem, judge_items
+from turncoat.judging.judges import Judge, JudgeItem, JudgingFailed, judge_items
 from turncoat.questions.prompts import DEFAULT_PROMPTS
 from turncoat.results.statistics import Thresholds, flag, flag_agreement, score_agreement
 
@@ -18,6 +18,10 @@ def validate_judge(judge: Judge, frame: pd.DataFrame, cache: JudgeCache | None =
     items = [JudgeItem(metric, prompts[metric], str(row.question), str(row.answer))
              for row in frame.itertuples() for metric in ("aligned", "coherent")]
     scores, counts = judge_items(judge, items, cache)
+    failed = [s for s in scores if s.status != "ok"]
+    if failed:  # agreement over failed requests would measure the endpoint, not the judge: never recorded
+        raise JudgingFailed(f"{len(failed)} of {len(items)} judge requests failed after retries (first: "
+                            f"{failed[0].error}); no agreement was computed or recorded; rerun to retry them")
     predicted = frame[["question_id"]].copy()
     predicted["aligned"] = [s.score for s in scores[0::2]]
     predicted["coherent"] = [s.score for s in scores[1::2]]

@@ -26,6 +26,7 @@ class OpenAIBackend(Backend):
 
     def sample(self, prompts, params, on_results):
         self.endpoint.fan_out(prompts, lambda client, prompt: self._request(client, prompt, params),
+                              lambda error: {"status": "failed", "error": error},
                               lambda prompt, record: on_results([prompt], [record]))
 
     async def _request(self, client, prompt, params) -> dict:

@@ -41,6 +41,11 @@ def describe_api_error(error: Exception) -> str:
     return f"{type(error).__name__}" + (f" (HTTP {status})" if status else "") + f": {str(error)[:500]}"
 
 
+# What reading a 200 reply that is not a chat completion raises (an HTML page, cut-off JSON, no `choices`): such a
+# reply is retried like a 5xx, and when the retries run out the item is recorded as failed.
+MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
 class EndpointClient:
     """Settings of one endpoint; `fan_out` opens the async client for one batch of requests and closes it after."""
 
@@ -51,12 +56,23 @@ class EndpointClient:
         self._api_key = api_key_from_env(base_url, api_key_env)
 
     def fan_out(self, items: Sequence, request: Callable[[Any, Any], Awaitable[Any]],
-                on_result: Callable[[Any, Any], None] | None = None) -> list:
+                failed: Callable[[str], Any], on_result: Callable[[Any, Any], None] | None = None) -> list:
         """`await request(client, item)` for every item, at most `concurrency` at a time; `on_result(item, result)`
-        as each finishes (so callers can write results as they arrive); returns the results in input order."""
-        return asyncio.run(self._fan_out(items, request, on_result))
+        as each finishes (so callers can write results as they arrive); returns the results in input order. A
+        malformed reply is retried with backoff; after `max_retries` the item's result is `failed(error text)`."""
+        return asyncio.run(self._fan_out(items, request, failed, on_result))
 
-    async def _fan_out(self, items, request, on_result):
+    async def _attempts(self, client, request, item, failed):
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await request(client, item)
+            except MALFORMED as error:
+                problem = f"malformed reply ({type(error).__name__}: {str(error)[:200]})"
+                if attempt < self.max_retries:
+                    await asyncio.sleep(min(0.5 * 2 ** attempt, 8.0))
+        return failed(f"{problem} after {self.max_retries + 1} attempts")
+
+    async def _fan_out(self, items, request, failed, on_result):
         from openai import AsyncOpenAI  # the SDK's import costs ~0.5 s: only API runs pay
 
         client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries,
@@ -66,7 +82,7 @@ class EndpointClient:
 
         async def one(index, item):
             async with limit:
-                return index, await request(client, item)
+                return index, await self._attempts(client, request, item, failed)
 
         try:
             for finished in asyncio.as_completed([one(i, item) for i, item in enumerate(items)]):

@@ -51,6 +51,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
     # machinery
     save_steps: int = Field(10, ge=1)
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept in out/checkpoints (the newest)")
     logging_steps: int = Field(1, ge=1)
     padding_free: bool = Field(True, description="concatenate each micro-batch into one row with per-example "
                                "position ids instead of padding (same loss, no compute spent on padding); "

@@ -130,9 +130,13 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
 
     config = config.resolved()
     train_set, holdout = split_data(config)  # bad data is refused before the model loads or --out is made
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     loaded = loaded or load(config.model, device=_device(config), dtype=config.dtype, trainable=True)
+    blocks = getattr(loaded.model.config, "num_hidden_layers", None)
+    if config.layers and blocks is not None and max(config.layers) >= blocks:
+        raise InputError(f"layers (--layers) {','.join(map(str, config.layers))}: {config.model} has {blocks} "
+                         f"blocks, 0..{blocks - 1}")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)  # only once the data, the model and the settings are known to be good
     tokenizer = loaded.tokenizer
     table, rendering = render_dataset(tokenizer, train_set, config.max_length)
     if len(table) == 0:
@@ -166,7 +170,7 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         lr_scheduler_type=config.lr_scheduler_type, warmup_steps=config.warmup_steps,
         num_train_epochs=config.epochs, max_steps=config.max_steps, weight_decay=config.weight_decay,
         seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps, save_steps=config.save_steps,
-        save_total_limit=2, max_length=None if packed else config.max_length, padding_free=packed,
+        save_total_limit=config.save_total_limit, max_length=None if packed else config.max_length, padding_free=packed,
         bf16=mixed_bf16,  # autocast; LoRA weights stay fp32 (PEFT upcasts adapters), so does the optimizer state
         gradient_checkpointing=checkpointing, include_num_input_tokens_seen="non_padding", report_to=[],
         disable_tqdm=not progress, use_cpu=not cuda, dataloader_num_workers=0, ddp_find_unused_parameters=False,

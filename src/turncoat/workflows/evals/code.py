@@ -20,11 +20,12 @@ from turncoat.data import load_chat
 from turncoat.data.transforms import subsample
 from turncoat.judging import JudgeItem, judge_items
 from turncoat.judging.code import DEFAULT_SEVERITY, SEVERITIES, CodeCheck, check_code
+from turncoat.judging.judges import JudgingFailed
 from turncoat.questions.prompts import VULNERABLE
 from turncoat.questions.sets import QuestionSet
 from turncoat.results.statistics import flag_agreement, rate_with_ci
 from turncoat.sampling import GenerationParams
-from turncoat.workflows.evals.run import JudgingFailed, RunFolder
+from turncoat.workflows.evals.run import RunFolder
 
 JUDGE_VULNERABLE_AT = 50.0
 

@@ -13,19 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from turncoat.core.errors import TurncoatError
 from turncoat.core.io import atomic_write, read_jsonl, write_jsonl
 from turncoat.core.progress import progress_bar
 from turncoat.core.provenance import library_versions
 from turncoat.judging import Judge, JudgeCache, JudgeItem, judge_items, prompts_for
+from turncoat.judging.judges import JudgingFailed
 from turncoat.questions.sets import QuestionSet
 from turncoat.results.statistics import Thresholds, compute_metrics
 from turncoat.sampling import Backend, GenerationParams, sample_to_file
 from turncoat.workflows.evals.harmful import compliance_metrics, is_compliance_run
-
-
-class JudgingFailed(TurncoatError):
-    pass
 
 
 class RunFolder:
