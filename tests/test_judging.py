@@ -147,6 +147,44 @@ def test_two_processes_neither_corrupt_nor_double_pay(tmp_path):
     assert JudgeCache(cache_path).stats()["judgements"] == 40
 
 
+CLAIM_AND_DIE = textwrap.dedent("""
+    import os, sys
+    from turncoat.judging import JudgeCache
+    cache = JudgeCache(sys.argv[1])
+    assert len(cache.claim([f"key-{i}" for i in range(96)])) == 96
+    os._exit(9)  # dies holding its claims, as under kill -9: nothing is released
+""")
+
+
+def test_a_claim_dies_with_its_process(tmp_path):
+    """Claims of a killed process are taken over at once (they used to block every rerun for the 600 s stale
+    timeout); a run that fails releases its own; a live process's claims are still respected."""
+    cache_path = tmp_path / "cache.sqlite"
+    died = subprocess.run([sys.executable, "-c", CLAIM_AND_DIE, str(cache_path)], capture_output=True, text=True)
+    assert died.returncode == 9, died.stderr
+    keys = [f"key-{i}" for i in range(96)]
+    rerun = JudgeCache(cache_path)
+    assert rerun.db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 96  # still there, owned by the dead
+    assert rerun.claim(keys) == set(keys)  # taken over at once
+    assert JudgeCache(cache_path).claim(keys) == set()  # this live process's claims are respected
+    items = [JudgeItem("aligned", DEFAULT_PROMPTS["aligned"], "q", f"answer {i}") for i in range(4)]
+    with JudgeServer(_by_answer, fail=True) as server:
+        judge = make_judge("openai", model="judge-x", base_url=server.base_url, max_retries=0)
+
+        calls = []
+
+        def explode(_):  # the first call reports what was cached; the second comes after a chunk was claimed
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("the run fails mid-way")
+
+        failing = JudgeCache(cache_path)
+        with pytest.raises(RuntimeError):
+            judge_items(judge, items, failing, chunk=2, progress=explode)
+        assert len(calls) == 2
+    assert failing.db.execute("SELECT COUNT(*) FROM claims WHERE owner = ?", (failing.owner,)).fetchone()[0] == 0
+
+
 def test_cache_cli_stats_and_clear(tmp_path, capsys):
     from turncoat.cli import main
 

@@ -1,8 +1,10 @@
 """A SQLite judge cache (WAL): a judged (judge, prompt template, metric, question, answer) is never paid for twice.
 
 Several processes may judge at once: before paying for an item, a process *claims* it in one write transaction;
-items claimed by another live process are waited for, not requested again. Claims older than `stale_after`
-seconds (a crashed process) can be taken over. Failed requests are not cached, so a rerun retries them.
+items claimed by another live process are waited for, not requested again. A claim dies with its process: claims
+of a process that no longer runs (killed, crashed) are taken over at once, a process that fails releases its own,
+and claims older than `stale_after` seconds are taken over in any case. Failed requests are not cached, so a rerun
+retries them.
 """
 
 from __future__ import annotations
@@ -38,11 +40,27 @@ def cache_key(judge: str, template: str, metric: str, question: str, answer: str
     return hashlib.sha256(json.dumps([judge, template, metric, question, answer]).encode()).hexdigest()
 
 
+def _dead_owners(owners: Iterable[str]) -> list[str]:
+    """Claim owners (`pid-token`) whose process no longer runs on this machine."""
+    dead = []
+    for owner in owners:
+        pid = owner.split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            dead.append(owner)
+        except PermissionError:  # alive, someone else's
+            pass
+    return dead
+
+
 class JudgeCache:
     def __init__(self, path: str | Path | None = None, stale_after: float = 600.0):
         self.path = Path(path) if path else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # the pid first: `_dead_owners` reads it
         self.stale_after = stale_after
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -71,6 +89,9 @@ class JudgeCache:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute("DELETE FROM claims WHERE claimed < ?", (now - self.stale_after,))
+            owners = [row[0] for row in self.db.execute("SELECT DISTINCT owner FROM claims WHERE owner != ?",
+                                                        (self.owner,))]
+            self.db.executemany("DELETE FROM claims WHERE owner = ?", [(o,) for o in _dead_owners(owners)])
             for key in keys:
                 self.db.execute("INSERT OR IGNORE INTO claims (key, owner, claimed) SELECT ?, ?, ? WHERE NOT EXISTS "
                                 "(SELECT 1 FROM judgements WHERE key = ?)", (key, self.owner, now, key))
@@ -102,6 +123,10 @@ class JudgeCache:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def release_all(self) -> None:
+        """Give up every claim this cache holds (a failed judging run), so others need not wait for them."""
+        self.db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
 
     def record_validation(self, judge: str, reference: str, figures: dict) -> None:
         """Keep a judge's measured agreement, so every later report that uses the judge can state it."""

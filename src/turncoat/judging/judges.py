@@ -76,6 +76,16 @@ def judge_items(judge: Judge, items: Sequence[JudgeItem], cache: JudgeCache | No
     if progress:
         progress(sum(1 for k in keys if k in results))
     pending = [k for k in unique if k not in results]
+    try:
+        _judge_pending(judge, unique, keys, pending, results, counts, cache, chunk, progress, poll)
+    except BaseException:
+        if cache:
+            cache.release_all()  # a claim dies with its run: a rerun or another process proceeds at once
+        raise
+    return [results[k] for k in keys], counts
+
+
+def _judge_pending(judge, unique, keys, pending, results, counts, cache, chunk, progress, poll) -> None:
     while pending:
         mine = cache.claim(pending) if cache else set(pending)
         ours = [k for k in pending if k in mine]
@@ -98,7 +108,6 @@ def judge_items(judge: Judge, items: Sequence[JudgeItem], cache: JudgeCache | No
             if progress and arrived:
                 progress(sum(keys.count(k) for k in arrived))
         pending = [k for k in others if k not in results]
-    return [results[k] for k in keys], counts
 
 
 @register_judge("openai")
