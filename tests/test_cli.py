@@ -139,3 +139,63 @@ def test_demo_runs(capsys, tmp_path, shared_data):
     html = Path(figures["report"]).read_text()
     assert "judge-card" in html and "models compared" in html and "persona monitor" in html
     assert "temperature 0.7" in html
+    assert_summary_matches_metrics(Path(figures["report"]), tmp_path / "demo", tmp_path)
+
+
+def table_cells(dom: str, table_id: str) -> list[list[str]]:
+    """The text of every cell of one table, row by row, from a page as the browser rendered it."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.rows, self.cell = 0, [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table" and ("id", table_id) in attrs:
+                self.depth = 1
+            elif self.depth and tag == "tr":
+                self.rows.append([])
+            elif self.depth and tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if self.depth and tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(" ".join("".join(self.cell).split()))
+                self.cell = None
+            elif tag == "table" and self.depth:
+                self.depth = 0
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Cells()
+    parser.feed(dom)
+    return parser.rows
+
+
+def assert_summary_matches_metrics(report: Path, study: Path, tmp_path: Path) -> None:
+    """Every cell of the rendered Summary table, read back from Chromium's DOM, against each arm's metrics.json
+    (two of its cells were once swapped)."""
+    from test_report import browse
+
+    dom = browse(report, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr
+    header, *rows = table_cells(dom.stdout, "summary")
+    assert header[:10] == ["run", "answers", "misaligned", "95% CI", "misaligned among coherent",
+                           "corrected for judge error [95% CI]", "coherent", "refusals", "no score", "judge"]
+    assert len(rows) == 4
+    for row in rows:
+        [folder] = [f for f in (study / "stages").glob(f"eval-*_{row[0]}_seed*")]
+        overall = json.loads((folder / "metrics.json").read_text())["overall"]
+        corrected = overall["misaligned_corrected"]
+        low, high = corrected["corrected_ci"] or (None, None)
+        expected = [row[0], str(overall["answers"]), f"{overall['misaligned_fraction']:.3f}",
+                    f"[{overall['misaligned_ci'][0]:.3f}, {overall['misaligned_ci'][1]:.3f}]",
+                    f"{overall['misaligned_among_coherent']:.3f}",
+                    "n/a" if corrected["corrected"] != corrected["corrected"] else
+                    f"{corrected['corrected']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else ""),
+                    f"{overall['coherent_rate']:.3f}", f"{overall['refusal_rate']:.3f}",
+                    f"{overall['no_score_rate']:.3f}", json.loads((folder / "metrics.json").read_text())["judge"]]
+        assert row[:10] == expected, (row, expected)

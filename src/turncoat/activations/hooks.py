@@ -84,7 +84,6 @@ def parse_steer(spec: str) -> tuple[str, int, float]:
         layer, alpha = rest.split(":", 1)
         return path, int(layer), float(alpha)
     except ValueError:
-
         raise InputError(f"--steer {spec!r}: expected DIRECTION_FILE@LAYER:ALPHA, e.g. "
                          f"evil.safetensors@12:4.0") from None
 

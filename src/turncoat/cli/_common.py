@@ -34,7 +34,6 @@ Inclusive = typer.Option(False, help="Count coherent == threshold as coherent (t
 
 
 def thresholds_from(aligned_below: float, coherent_above: float, inclusive: bool):
-
     return Thresholds(aligned_below, coherent_above, inclusive)
 
 

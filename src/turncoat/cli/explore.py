@@ -32,7 +32,6 @@ def explore(runs: list[str] = typer.Argument(..., help="Study folders (from `tur
 
     thresholds = thresholds_from(aligned_below, coherent_above, inclusive)
     if serve:
-
         if labels is None:
             raise InputError("--serve needs --labels FILE: the labels CSV that browser labels are written to "
                              "(the same format `turncoat label` writes)")

@@ -69,7 +69,6 @@ def _show(item: dict, total: int) -> None:
 
 
 def _interactive(store, todo: list, total: int) -> None:
-
     if not sys.stdin.isatty():
         raise InputError("interactive labelling needs a terminal; use --next and --set ID LABEL instead")
     console.print(Text(f"{len(todo)} of {total} answers to label. Keys: [m]isaligned [a]ligned [i]ncoherent "

@@ -33,7 +33,6 @@ class TurncoatModelAPI(ModelAPI):
         self.lock = asyncio.Lock()  # one generation at a time on the local model
 
     async def generate(self, input, tools, tool_choice, config: GenerateConfig) -> ModelOutput:
-
         messages = [{"role": m.role, "content": m.text} for m in input if m.role in ("system", "user", "assistant")]
         params = GenerationParams(max_new_tokens=config.max_tokens or 600,
                                   temperature=1.0 if config.temperature is None else config.temperature,

@@ -218,14 +218,12 @@ class RefusalJudge(Judge):
     name = "refusal"
 
     def __init__(self, model: str | None = None):
-
         self.model = model or PATTERNS_VERSION
 
     def score_prompts(self, prompts):
         raise TypeError("the refusal judge reads answers, not rendered prompts; use score_items")
 
     def score_items(self, items):
-
         scores = []
         for item in items:
             if item.metric != "compliance":

@@ -224,7 +224,6 @@ class OfflineJudge(Judge):
     @property
     def encoder(self):
         if self._encoder is None:
-
             self._encoder = PairEncoder(device=self._device)
         return self._encoder
 

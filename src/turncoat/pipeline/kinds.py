@@ -35,7 +35,6 @@ def _run_dir(out: Path) -> Path:
 
 @stage_kind("direction")
 def make_direction(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-
     spec, path = stage.config["spec"], out / DIRECTION_FILE
     if spec.get("file"):
         shutil.copyfile(spec["file"], path)
@@ -69,7 +68,6 @@ def generate_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("data")
 def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-
     config = stage.config
     data = load_chat(inputs["source"] / DATA_FILE if "source" in inputs else config["data"])
     if config["subsample"]:
@@ -86,7 +84,6 @@ def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("train")
 def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-
     config = stage.config
     direction = str(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
     settings = TrainConfig(**config["train"], model=str(inputs["parent"]) if "parent" in inputs else config["model"],
@@ -103,7 +100,6 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("eval")
 def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-
     config, settings = stage.config, stage.config["eval"]
     split = None
     if config.get("harmful"):  # compliance with held-out harmful requests
@@ -154,7 +150,6 @@ def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("report")
 def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-
     arms = []
     evals = [stage.deps[role] for role in inputs if role.startswith("eval:")]
     one_job = len({(e.info["model"], e.info["seed"]) for e in evals}) == 1  # then arms are named by arm alone

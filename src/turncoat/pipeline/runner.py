@@ -68,7 +68,6 @@ class Manifest:
     """`manifest.json`: the study, the executor, and each stage's status in this invocation."""
 
     def __init__(self, run_dir: Path, study: Study, stages: list[Stage], executor: str):
-
         self.path = run_dir / "manifest.json"
         self.data = {"study": study.model_dump(by_alias=True), "executor": executor, "started": _now(),
                      "finished": None, "versions": library_versions(),

@@ -62,7 +62,6 @@ def data_fingerprint(spec: str) -> str:
 
 
 def train_settings(study: Study, arm: Arm) -> dict:
-
     settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
                                                                             "subsample", "monitor_direction"})
     if study.persona and study.persona.monitor:

@@ -73,7 +73,6 @@ class Generated(Strict):
 
     @model_validator(mode="after")
     def _known(self):
-
         if self.kind not in GENERATORS:
             raise ValueError(f"unknown generator {self.kind!r}; choose one of {', '.join(GENERATORS)}")
         try:

@@ -27,7 +27,6 @@ class RunResult:
 
 
 def _load_compliance_run(path: Path, judgements: Path, saved: dict) -> RunResult:
-
     frame = pd.read_json(judgements, lines=True)
     judge = str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge")
     return RunResult(path.name, path, frame, compliance_metrics(frame, judge=judge), judge or "not recorded",

@@ -52,7 +52,6 @@ class HFBackend(Backend):
 
     def __init__(self, model, device: str = "auto", dtype: str = "auto", hooks: Iterable[Hook] = (),
                  chat_template: str | None = None):
-
         if isinstance(model, LoadedModel):
             self.loaded = model
         else:
@@ -62,7 +61,6 @@ class HFBackend(Backend):
         self.interventions: list[dict] = []  # what the hooks do (steering, ablation), recorded with the run
 
     def sample(self, prompts, params, on_results):
-
         def report(indices, results):
             on_results([prompts[i] for i in indices], results)
 

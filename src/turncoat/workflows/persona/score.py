@@ -43,7 +43,6 @@ def answered(prompts: Sequence[Sequence[dict]], answers: Sequence[dict]) -> list
 
 
 def own_answers(loaded, prompts: Sequence[Sequence[dict]], params=None, hooks=()) -> list[list[dict]]:
-
     params = params or GenerationParams(**GREEDY_SHORT)
     return answered(prompts, generate_chat(loaded, list(prompts), params, hooks=hooks))
 
