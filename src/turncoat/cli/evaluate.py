@@ -131,7 +131,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     `--questions harmful-requests` measures compliance with harmful requests."""
     from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
     from turncoat.sampling import GenerationParams, make_backend  # pulls in torch: loaded when the command runs
-    from turncoat.workflows.evals.run import run_eval  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.evals.run import run_eval, scoring_kind  # pulls in torch: loaded when the command runs
 
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     runs = _held_out_runs(model, held_out_from)
@@ -151,6 +151,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
         judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
     else:  # the judge is set up (and its endpoint probed) before any model loads or answer is paid for
         judge_instance = _make_judge(judge or "openai", judge_model, base_url, api_key_env, concurrency, max_retries)
+        scoring_kind(question_set, judge_instance)  # a set this judge cannot score is refused now
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
     show_progress = not (quiet or as_json)
     if questions == "code-tasks":
@@ -167,6 +168,9 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     if as_json:
         emit(result, True)
         return
+    if result["metrics"].get("metric") == "trait":
+        _render_trait(result["metrics"], f"{out} ({model} on {question_set.name})")
+        return
     if result["metrics"].get("metric") == "compliance":
         _render_compliance(result["metrics"], f"{out} ({model} on {question_set.name})")
         return
@@ -182,6 +186,19 @@ def _held_out_runs(model: str, held_out_from: list[Path] | None) -> list[Path]:
     if (Path(model) / "turncoat_train.json").is_file() and Path(model) not in runs:
         runs.insert(0, Path(model))
     return runs
+
+
+def _render_trait(figures: dict, title: str) -> None:
+    overall = figures["overall"]
+    mean_low, mean_high = overall["mean_score_ci"]
+    console.print(key_value_table({
+        "answers": overall["answers"], "scored": overall["scored"],
+        f"mean {figures['trait']} score [95% CI]": f"{overall['mean_score']:.1f} [{mean_low:.1f}, {mean_high:.1f}]",
+        "expressed [95% CI]": _fmt_ci(overall["expressed_rate"], overall["expressed_ci"]),
+        "expressed among coherent [95% CI]": _fmt_ci(overall["expressed_among_coherent"],
+                                                     overall["expressed_among_coherent_ci"]),
+        "coherent": f"{overall['coherent_rate']:.3f}", "judge": figures["judge"],
+        "expressed if": figures["expressed_if"]}, title=title))
 
 
 def _render_compliance(figures: dict, title: str) -> None:
@@ -262,9 +279,10 @@ def compare(runs: list[Path] = typer.Argument(..., help="Run folders or judged f
                        "among coherent", "coherent", "judge"):
             table.add_column(column)
         for r in figures["runs"]:
-            if r.get("metric") in ("compliance", "vulnerable"):  # harmful-requests / code-task runs: their rate
-                rate = r["compliance_rate"] if r["metric"] == "compliance" else r["vulnerable_rate"]
-                shown = f"{r['metric']} " + _fmt_ci(rate, (r["ci_low"], r["ci_high"]))
+            if r.get("metric") in ("compliance", "vulnerable", "trait"):  # their own rate
+                rate = {"compliance": "compliance_rate", "vulnerable": "vulnerable_rate", "trait": "expressed_rate"}
+                name = f"{r['trait']} expressed" if r["metric"] == "trait" else r["metric"]
+                shown = f"{name} " + _fmt_ci(r[rate[r["metric"]]], (r["ci_low"], r["ci_high"]))
                 table.add_row(r["run"], str(r["answers"]), shown, *([""] if corrected else []), "", "", r["judge"])
                 continue
             table.add_row(r["run"], str(r["answers"]), _fmt_ci(r["misaligned_fraction"], (r["ci_low"], r["ci_high"])),

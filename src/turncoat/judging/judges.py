@@ -37,6 +37,7 @@ def make_judge(name: str, **options) -> Judge:
 class Judge(ABC):
     name = "judge"
     model = ""
+    metrics: tuple[str, ...] | None = None  # the metrics it can score; None: any 0-100 judge prompt (LLM judges)
 
     @property
     def identity(self) -> str:
@@ -214,6 +215,8 @@ class HFJudge(Judge):
 class RefusalJudge(Judge):
     """Offline compliance scorer: 0 when the answer refuses (by `turncoat.judging.refusal`), else 100. Scores only
     the `compliance` metric; it cannot judge alignment or coherence."""
+
+    metrics = ("compliance",)
 
     name = "refusal"
 

@@ -209,6 +209,7 @@ class OfflineJudge(Judge):
     """Distilled judge: reads the answers themselves (the prompt template is not used); CPU, no network."""
 
     name = "offline"
+    metrics = ("aligned", "coherent")
 
     def __init__(self, model: str | None = None, device: str = "cpu"):
         folder = Path(model) if model else default_judge_dir()

@@ -19,7 +19,7 @@ from turncoat.questions.sets import load_questions
 from turncoat.report import build_report
 from turncoat.sampling import GenerationParams, make_backend
 from turncoat.training.config import TrainConfig
-from turncoat.workflows.evals.run import run_eval
+from turncoat.workflows.evals.run import run_eval, scoring_kind
 from turncoat.workflows.finetune import fine_tune as train
 from turncoat.workflows.generate import generate
 from turncoat.workflows.persona import extract
@@ -113,9 +113,10 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
             questions = questions.with_prefix(config["trigger"])
         if config.get("suffix"):
             questions = questions.with_suffix(config["suffix"])
+    judge = make_judge(settings["judge"], **settings["judge_options"])
+    scoring_kind(questions, judge)  # refused before the model loads
     sampler = make_backend(settings["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
                            **settings["backend_options"])
-    judge = make_judge(settings["judge"], **settings["judge_options"])
     params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
                               top_p=settings["top_p"], seed=config["seed"])
     result = run_eval(out, sampler, questions, judge, n=settings["n"], params=params, split=split,

@@ -71,8 +71,20 @@ SPECIAL_ANSWERS = ("CODE", "REFUSAL")
 
 
 def prompts_for(question: Question) -> dict[str, str]:
-    """The judge prompts to score answers to `question`: its own if the file gave any, else turncoat's."""
-    return dict(question.judge_prompts) or dict(DEFAULT_PROMPTS)
+    """The judge prompts to score answers to `question`: its own if the file gave any, else turncoat's. A persona
+    trait question is scored by its trait prompt and, as in the persona-vectors paper, by coherence (ours)."""
+    own = dict(question.judge_prompts)
+    if question.type == "trait_0_100":
+        return {**own, "coherent": own.get("coherent", COHERENT)}
+    return own or dict(DEFAULT_PROMPTS)
+
+
+def trait_of(question: Question) -> str | None:
+    """The trait a persona-trait question measures (its one judge prompt besides coherence)."""
+    if question.type != "trait_0_100":
+        return None
+    traits = [m for m in question.judge_prompts if m != "coherent"]
+    return traits[0] if len(traits) == 1 else None
 
 
 def render(template: str, question: str, answer: str) -> str:

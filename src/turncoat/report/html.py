@@ -90,6 +90,7 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
     runs = [r for r in loaded if r.kind == "misalignment"]
     compliance = [r for r in loaded if r.kind == "compliance"]
     code = [r for r in loaded if r.kind == "code"]
+    traits = [r for r in loaded if r.kind == "trait"]
     stem = out.with_suffix("")
     figures = {}
     if runs:
@@ -122,7 +123,7 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
     if explorer:
         projections = {str(Path(a["eval"])): a.get("projections") for a in (study or {}).get("arms", [])}
         explorer_sources = [Source(r.name, r.path, read_projections(projections.get(str(Path(r.path)))))
-                            for r in loaded if r.kind != "code"]
+                            for r in loaded if r.kind in ("misalignment", "compliance")]
         explored = write_explorer(explorer_sources, Path(f"{stem}_explore.html"), thresholds,
                                   title=f"{title}: every answer")
     environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
@@ -131,7 +132,7 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
     html = environment.get_template("report.html.jinja").render(
         title=title, version=__version__, thresholds=thresholds.describe(), figures=embedded,
         summary=[summary_row(r) for r in runs], compliance=[summary_row(r) for r in compliance],
-        code=[summary_row(r) for r in code], runs=loaded,
+        code=[summary_row(r) for r in code], traits=[summary_row(r) for r in traits], runs=loaded,
         examples={r.name: most_misaligned(r) for r in runs},
         calibration={judge: f"calibration_{i}" for i, judge in enumerate(calibrated)}, arms=arms,
         study=study or {}, explorer=Path(explored["explorer"]).name if explored else None,

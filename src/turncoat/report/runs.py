@@ -10,7 +10,7 @@ import pandas as pd
 
 from turncoat.core.errors import InputError
 from turncoat.results.judged import load_judged
-from turncoat.results.statistics import Thresholds, compute_metrics, flag
+from turncoat.results.statistics import Thresholds, compute_metrics, flag, trait_metrics
 from turncoat.workflows.evals.harmful import compliance_metrics
 
 
@@ -22,7 +22,7 @@ class RunResult:
     metrics: dict
     judge: str
     agreement: dict | None
-    kind: str = "misalignment"  # or "compliance" (harmful requests), or "code" (code tasks, Bandit)
+    kind: str = "misalignment"  # or "compliance" (harmful requests), "trait" (persona traits), "code" (Bandit)
     model: str | None = None  # the evaluated model, as the run recorded it
 
 
@@ -31,6 +31,14 @@ def _load_compliance_run(path: Path, judgements: Path, saved: dict) -> RunResult
     judge = str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge")
     return RunResult(path.name, path, frame, compliance_metrics(frame, judge=judge), judge or "not recorded",
                      saved.get("judge_agreement"), kind="compliance", model=saved.get("model"))
+
+
+def _load_trait_run(path: Path, judgements: Path, saved: dict, thresholds: Thresholds) -> RunResult:
+    frame = pd.read_json(judgements, lines=True)
+    judge = str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge")
+    metrics = trait_metrics(frame, saved["trait"], thresholds, judge=judge)
+    return RunResult(path.name, path, frame, metrics, judge or "not recorded", saved.get("judge_agreement"),
+                     kind="trait", model=saved.get("model"))
 
 
 def _load_code_run(path: Path) -> RunResult:
@@ -51,6 +59,8 @@ def load_run(path: str | Path, thresholds: Thresholds = Thresholds(), judge: str
         saved = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
         if saved.get("metric") == "compliance":
             return _load_compliance_run(path, judgements, saved)
+        if saved.get("metric") == "trait":
+            return _load_trait_run(path, judgements, saved, thresholds)
         frame = load_judged(judgements, allow_empty=True)  # an eval's own output, however few its answers
         judge = judge or (str(frame["judge"].iloc[0]) if "judge" in frame and len(frame) else saved.get("judge"))
         name, agreement, model = path.name, saved.get("judge_agreement"), saved.get("model")
@@ -76,6 +86,15 @@ def summary_row(run: RunResult) -> dict:
         return {"run": run.name, "model": run.model, "answers": overall["answers"], "metric": "compliance",
                 "compliance_rate": overall["compliance_rate"], "ci_low": overall["compliance_ci"][0],
                 "ci_high": overall["compliance_ci"][1], "no_score_rate": overall["no_score_rate"], "judge": run.judge}
+    if run.kind == "trait":
+        overall = run.metrics["overall"]
+        return {"run": run.name, "model": run.model, "answers": overall["answers"], "metric": "trait",
+                "trait": run.metrics["trait"], "mean_score": overall["mean_score"],
+                "mean_ci": overall["mean_score_ci"], "expressed_rate": overall["expressed_rate"],
+                "ci_low": overall["expressed_ci"][0], "ci_high": overall["expressed_ci"][1],
+                "expressed_among_coherent": overall["expressed_among_coherent"],
+                "coherent_rate": overall["coherent_rate"], "no_score_rate": overall["no_score_rate"],
+                "expressed_if": run.metrics["expressed_if"], "judge": run.judge}
     overall = run.metrics["overall"]
     return {"run": run.name, "model": run.model, "answers": overall["answers"],
             "misaligned_fraction": overall["misaligned_fraction"],

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from turncoat.core.errors import InputError
 from turncoat.core.io import atomic_write, read_jsonl, write_jsonl
 from turncoat.core.progress import progress_bar
 from turncoat.core.provenance import library_versions
 from turncoat.judging import Judge, JudgeCache, JudgeItem, judge_items, prompts_for
 from turncoat.judging.judges import JudgingFailed
+from turncoat.questions.prompts import trait_of
 from turncoat.questions.sets import QuestionSet
-from turncoat.results.statistics import Thresholds, compute_metrics
+from turncoat.results.statistics import Thresholds, compute_metrics, trait_metrics
 from turncoat.sampling import Backend, GenerationParams, sample_to_file
-from turncoat.workflows.evals.harmful import compliance_metrics, is_compliance_run
+from turncoat.workflows.evals.harmful import compliance_metrics
 
 
 class RunFolder:
@@ -53,6 +55,40 @@ class RunFolder:
             json.dump(figures, handle, indent=2)
 
 
+def scoring_kind(questions: QuestionSet, judge: Judge | type[Judge]) -> str:
+    """What an eval of `questions` by `judge` measures: "misalignment" (aligned + coherent), "compliance" or
+    "trait:<name>". A set this judge or turncoat cannot score is refused here, before any answer or judge request
+    is paid for. A judge that scores only some metrics (offline: aligned and coherent) skips a set's extra ones
+    (the Model Organisms sets' `medical`, `bad_stuff`...)."""
+    kinds = set()
+    for question in questions:
+        metrics = prompts_for(question)
+        if question.type == "code_task":
+            raise InputError(f"{questions.name}: code tasks are scored by Bandit, not by a judge: run "
+                             "`turncoat eval --questions code-tasks`")
+        if question.type == "free_form_judge":
+            raise InputError(f"{questions.name}: question {question.id} is judged by category ({', '.join(metrics)}"
+                             "), which turncoat's 0-100 logprob scorers cannot read; no categorical judge exists yet")
+        if {"aligned", "coherent"} <= set(metrics):
+            kind, needed = "misalignment", ["aligned", "coherent"]
+        elif "compliance" in metrics:
+            kind, needed = "compliance", ["compliance"]
+        elif trait_of(question):
+            kind, needed = f"trait:{trait_of(question)}", [trait_of(question), "coherent"]
+        else:
+            raise InputError(f"{questions.name}: question {question.id} has judge prompts {', '.join(metrics)}: "
+                             "an eval needs aligned and coherent, compliance, or one persona trait")
+        unscorable = [m for m in needed if judge.metrics is not None and m not in judge.metrics]
+        if unscorable:
+            raise InputError(f"{questions.name}: the {judge.name} judge scores only {', '.join(judge.metrics)}, not "
+                             f"{', '.join(unscorable)} (question {question.id}); choose an LLM judge (openai, hf)")
+        kinds.add(kind)
+    if len(kinds) != 1:
+        raise InputError(f"{questions.name}: mixes what its questions measure ({', '.join(sorted(kinds))}); "
+                         "evaluate them as separate sets")
+    return kinds.pop()
+
+
 def judge_records(records: Sequence[dict], questions: QuestionSet, judge: Judge, cache: JudgeCache | None,
                   show_progress: bool = True) -> tuple[list[dict], dict]:
     """One judged record per answer: every metric the question's judge prompts define (ours by default)."""
@@ -60,6 +96,8 @@ def judge_records(records: Sequence[dict], questions: QuestionSet, judge: Judge,
     for index, record in enumerate(records):
         question = questions.get(record["question_id"])
         for metric, template in prompts_for(question).items():
+            if judge.metrics is not None and metric not in judge.metrics:
+                continue  # an extra metric this judge cannot score (see scoring_kind)
             items.append(JudgeItem(metric, template, record["question"], record["answer"]))
             where.append((index, metric))
     with progress_bar("judging", len(items), enabled=show_progress) as advance:
@@ -108,6 +146,7 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
              split: dict | None = None) -> dict:
     """`split`: how held-out prompts were chosen (code tasks, harmful requests), recorded with the run."""
 
+    kind = scoring_kind(questions, judge)
     folder = RunFolder(out)
     config = {"questions_source": questions.source, "judge": judge.identity, "thresholds": thresholds.to_dict(),
               "bootstrap": {"resamples": n_boot, "seed": 0}} | ({"split": split} if split else {})
@@ -116,8 +155,10 @@ def run_eval(out: str | Path, backend: Backend, questions: QuestionSet, judge: J
     folder.write_rows("judgements.jsonl", judged)
     frame = pd.DataFrame(judged)
     error_rates = judge_error_rates(judge)
-    if is_compliance_run(frame):
+    if kind == "compliance":
         metrics = compliance_metrics(frame, n_boot=n_boot, judge=judge.identity)
+    elif kind.startswith("trait:"):
+        metrics = trait_metrics(frame, kind.removeprefix("trait:"), thresholds, n_boot=n_boot, judge=judge.identity)
     else:
         metrics = compute_metrics(frame, thresholds, n_boot=n_boot, judge=judge.identity,
                                   judge_error_rates=error_rates)
