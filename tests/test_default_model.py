@@ -57,3 +57,29 @@ def test_same_seed_same_samples(default_model):
     params = GenerationParams(max_new_tokens=16, temperature=1.0, seed=7)
     first = [a["answer"] for a in generate_chat(default_model, chats, params)]
     assert first == [a["answer"] for a in generate_chat(default_model, chats, params)]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0], ids=["sampled", "greedy"])
+def test_batch_size_and_resuming_do_not_change_answers(default_model, tmp_path, temperature):
+    """One seed per answer: batch 8, batch 1 and a run killed after 3 answers and resumed with batch 3 give the same
+    answers (the hf backend used to seed once per batch: 0 of 48 answers matched between batch 8 and 4)."""
+    from turncoat.core.io import read_jsonl
+    from turncoat.questions import QuestionSet, load_questions
+    from turncoat.sampling import make_backend, sample_to_file
+
+    questions = QuestionSet(list(load_questions("core"))[:4], name="core-4")
+    backend = make_backend("hf", default_model)
+
+    def answers(out, batch_size):
+        params = GenerationParams(max_new_tokens=20, temperature=temperature, seed=11, batch_size=batch_size)
+        sample_to_file(backend, questions, out, n=2, params=params, show_progress=False)
+        return {r["key"]: r["answer"] for r in read_jsonl(out)}
+
+    batched = answers(tmp_path / "b8.jsonl", 8)
+    assert len(batched) == 8 and len(set(batched.values())) > 1
+    assert answers(tmp_path / "b1.jsonl", 1) == batched
+    killed = tmp_path / "killed.jsonl"
+    answers(killed, 8)
+    lines = killed.read_text().splitlines(keepends=True)
+    killed.write_text("".join(lines[:3]) + lines[3][:10])  # three answers and a torn fourth line
+    assert answers(killed, 3) == batched

@@ -185,6 +185,53 @@ def test_a_claim_dies_with_its_process(tmp_path):
     assert failing.db.execute("SELECT COUNT(*) FROM claims WHERE owner = ?", (failing.owner,)).fetchone()[0] == 0
 
 
+SLOW_WORKER = textwrap.dedent("""
+    import sys
+    from turncoat.judging import DEFAULT_PROMPTS, JudgeCache, JudgeItem, judge_items, make_judge
+    base_url, cache_path = sys.argv[1], sys.argv[2]
+    items = [JudgeItem("aligned", DEFAULT_PROMPTS["aligned"], "q", f"{'slow' if i >= 5 else 'fast'} answer {i}")
+             for i in range(10)]
+    judge_items(make_judge("openai", model="judge-x", base_url=base_url), items, JudgeCache(cache_path))
+""")
+
+
+def test_scores_are_stored_as_they_arrive_so_a_kill_loses_none(tmp_path):
+    """Five replies arrive at once, five hang: the five are in the cache while the run still waits (they used to be
+    stored only when the whole chunk of 64 was done); after kill -9 a rerun pays only for the other five."""
+    import time
+
+    from servers import LoopbackServer, logprob_completion
+
+    def respond(method, path, body):
+        prompt = json.loads(body)["messages"][0]["content"]
+        if "slow answer" in prompt and not getattr(server, "healed", False):
+            time.sleep(30)
+        return 200, {"Content-Type": "application/json"}, json.dumps(logprob_completion({"90": 0.0})).encode()
+
+    cache_path = tmp_path / "cache.sqlite"
+    with LoopbackServer(respond) as server:
+        base_url = f"{server.url}/v1"
+        worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, base_url, str(cache_path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stored, deadline = 0, time.monotonic() + 60
+        while stored < 5 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+            if cache_path.exists():
+                stored = JudgeCache(cache_path).stats()["judgements"]
+        assert worker.poll() is None, worker.communicate()  # still waiting for the slow five
+        assert stored == 5
+        worker.kill()
+        worker.wait()
+        server.healed = True
+        items = [JudgeItem("aligned", DEFAULT_PROMPTS["aligned"], "q", f"{'slow' if i >= 5 else 'fast'} answer {i}")
+                 for i in range(10)]
+        before = len(server.requests)
+        scores, counts = judge_items(make_judge("openai", model="judge-x", base_url=base_url), items,
+                                     JudgeCache(cache_path))
+    assert counts["cached"] == 5 and counts["requested"] == 5 and len(server.requests) - before == 5
+    assert [s.score for s in scores] == [pytest.approx(90.0)] * 10
+
+
 def test_cache_cli_stats_and_clear(tmp_path, capsys):
     from turncoat.cli import main
 

@@ -52,6 +52,15 @@ class Judge(ABC):
         """Score items; LLM judges read the rendered prompt, offline scorers may read the answer itself."""
         return self.score_prompts([item.prompt() for item in items])
 
+    def score_items_as_they_arrive(self, items: Sequence[JudgeItem],
+                                   on_score: Callable[[int, JudgeScore], None]) -> list[JudgeScore]:
+        """`score_items`, calling `on_score(index, score)` for each score as soon as it exists (API judges: as each
+        reply arrives), so that a crash loses no paid-for score."""
+        scores = self.score_items(items)
+        for index, score in enumerate(scores):
+            on_score(index, score)
+        return scores
+
 
 @dataclass(frozen=True)
 class JudgeItem:
@@ -92,11 +101,13 @@ def _judge_pending(judge, unique, keys, pending, results, counts, cache, chunk, 
         ours = [k for k in pending if k in mine]
         for start in range(0, len(ours), chunk):
             group = ours[start:start + chunk]
-            scores = judge.score_items([unique[k] for k in group])
+            def store(index: int, score: JudgeScore, group=group) -> None:  # as each score arrives: paid work is kept
+                if cache:
+                    cache.put_many([(group[index], judge.identity, unique[group[index]].metric, score)])
+
+            scores = judge.score_items_as_they_arrive([unique[k] for k in group], store)
             counts["requested"] += len(group)
             counts["failed"] += sum(s.status != "ok" for s in scores)
-            if cache:
-                cache.put_many((k, judge.identity, unique[k].metric, s) for k, s in zip(group, scores, strict=True))
             results.update(zip(group, scores, strict=True))
             if progress:
                 progress(sum(keys.count(k) for k in group))
@@ -123,7 +134,16 @@ class OpenAIJudge(Judge):
         self.endpoint = EndpointClient(base_url, api_key_env, concurrency, max_retries, timeout)
 
     def score_prompts(self, prompts):
-        return self.endpoint.fan_out(prompts, self._score, lambda error: JudgeScore(None, status="failed", error=error))
+        return self.score_prompts_as_they_arrive(prompts)
+
+    def score_prompts_as_they_arrive(self, prompts, on_score=None):
+        indexed = list(enumerate(prompts))
+        return self.endpoint.fan_out(indexed, lambda client, pair: self._score(client, pair[1]),
+                                     lambda error: JudgeScore(None, status="failed", error=error),
+                                     None if on_score is None else lambda pair, score: on_score(pair[0], score))
+
+    def score_items_as_they_arrive(self, items, on_score):
+        return self.score_prompts_as_they_arrive([item.prompt() for item in items], on_score)
 
     async def _score(self, client, prompt: str) -> JudgeScore:
         import openai  # the SDK's import costs ~0.5 s: only API runs pay

@@ -64,7 +64,8 @@ class HFBackend(Backend):
         def report(indices, results):
             on_results([prompts[i] for i in indices], results)
 
-        generate_chat(self.loaded, [p.messages for p in prompts], params, progress=report, hooks=self.hooks)
+        generate_chat(self.loaded, [p.messages for p in prompts], params, progress=report, hooks=self.hooks,
+                      seeds=[prompt_seed(params.seed, p.key) for p in prompts])
 
     def describe(self) -> dict:
         dtype = self.loaded.dtype_name

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from turncoat.core.errors import InputError
 from turncoat.models.hooks import Hook, attached
@@ -58,11 +58,36 @@ class Float32Logits(LogitsProcessor):
         return scores.float()
 
 
+class SeededRows(LogitsProcessor):
+    """Temperature and top-p sampling with one random generator per answer: each row draws its token from its own
+    generator and hands `generate` (run greedy) a distribution with all mass on it. An answer then depends only on
+    its prompt, the parameters and its seed, not on the batch it was drawn in or on a resume."""
+
+    def __init__(self, generators: list[torch.Generator], temperature: float, top_p: float):
+        self.generators, self.temperature, self.top_p = generators, temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        probabilities = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:  # the smallest set of tokens whose mass reaches top_p (the most likely always kept)
+            ordered, order = probabilities.sort(dim=-1, descending=True)
+            outside = ordered.cumsum(dim=-1) - ordered > self.top_p
+            ordered = ordered.masked_fill(outside, 0.0)
+            probabilities = torch.zeros_like(probabilities).scatter(-1, order, ordered)
+        chosen = torch.stack([torch.multinomial(row, 1, generator=generator)[0]
+                              for row, generator in zip(probabilities, self.generators, strict=True)])
+        onehot = torch.full_like(scores, float("-inf"))
+        return onehot.scatter(-1, chosen[:, None], 0.0)
+
+
 @torch.inference_mode()
 def generate_chat(loaded: LoadedModel, chats: Sequence[list[dict]], params: GenerationParams = GenerationParams(),
                   progress: Callable[[list[int], list[dict]], None] | None = None, hooks: Iterable[Hook] = (),
-                  top_logprobs: int | None = None) -> list[dict]:
+                  top_logprobs: int | None = None, seeds: Sequence[int] | None = None) -> list[dict]:
     """One answer per chat, in input order: text, finish reason, token counts (and logprobs when asked).
+
+    Sampling draws each answer from its own generator, seeded by `seeds` (one per chat; default: `params.seed`
+    plus the chat's index), so batch size and resuming do not change an answer. The generation parameters are
+    explicit: the model's `generation_config.json` (e.g. Qwen2.5's repetition_penalty 1.05) is not inherited.
 
     `progress(indices, results)` is called after each batch with the input indices it finished, so callers can
     write results as they arrive. `top_logprobs` (0..20) returns each generated token's logprob and the top
@@ -79,14 +104,20 @@ def generate_chat(loaded: LoadedModel, chats: Sequence[list[dict]], params: Gene
             batch = order[start:start + params.batch_size]
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, padding=True, padding_side="left",
                                    return_tensors="pt").to(loaded.device)
-            torch.manual_seed(params.seed + start)
+            processors = [Float32Logits()]
+            if sample:
+                generators = [torch.Generator(device=loaded.device).manual_seed(int(seeds[i]) if seeds is not None
+                                                                                 else params.seed + i)
+                              for i in batch]
+                processors.append(SeededRows(generators, params.temperature, params.top_p))
             began = time.perf_counter()
             output = loaded.model.generate(
-                **inputs, max_new_tokens=params.max_new_tokens, min_new_tokens=params.min_new_tokens or None,
-                do_sample=sample, temperature=params.temperature if sample else None,
-                top_p=params.top_p if sample else None, top_k=0 if sample else None, eos_token_id=eos_ids,
-                pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([Float32Logits()]),
-                return_dict_in_generate=True, output_logits=top_logprobs is not None,
+                **inputs, generation_config=GenerationConfig(
+                    max_new_tokens=params.max_new_tokens, min_new_tokens=params.min_new_tokens or None,
+                    do_sample=False, num_beams=1, repetition_penalty=1.0, eos_token_id=eos_ids,
+                    pad_token_id=tokenizer.pad_token_id, return_dict_in_generate=True,
+                    output_logits=top_logprobs is not None),
+                logits_processor=LogitsProcessorList(processors),
             )
             elapsed = time.perf_counter() - began
             new_tokens = output.sequences[:, inputs["input_ids"].shape[1]:]
