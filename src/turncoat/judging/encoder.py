@@ -86,7 +86,8 @@ class PairEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None)  # the newer name (sentence-transformers 6.x)
+        return int(dimension() if dimension else self.model.get_sentence_embedding_dimension())
 
     def encode(self, questions: Sequence[str], answers: Sequence[str] | None = None, progress=None,
                chunk: int = 512) -> np.ndarray:

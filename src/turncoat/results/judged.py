@@ -34,10 +34,12 @@ def judged_path(spec: str | Path) -> Path:
     return path
 
 
-def load_judged(spec: str | Path, allow_empty: bool = False) -> pd.DataFrame:
+def load_judged(spec: str | Path, allow_empty: bool = False, ids_from_questions: bool = False) -> pd.DataFrame:
     """Judged answers (`judged_path`) with at least question_id, aligned and coherent; scores must be numbers within
     0..100 (or CODE / REFUSAL, or empty), and a bad one is an error naming its line and column. The persona-vector
-    sets' `evil` / `coherence` scores are read as aligned = 100 - evil and coherent = coherence."""
+    sets' `evil` / `coherence` scores are read as aligned = 100 - evil and coherent = coherence. With
+    `ids_from_questions`, a file without question_id uses each question's text as its id (training sources for
+    distillation and persona directions need no per-question figures)."""
     path = judged_path(spec)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -52,6 +54,8 @@ def load_judged(spec: str | Path, allow_empty: bool = False) -> pd.DataFrame:
         evil = pd.to_numeric(frame["evil"], errors="coerce")
         frame["aligned"] = (100 - evil).where(evil.notna(), frame["evil"])
         frame["coherent"] = frame["coherence"]
+    if ids_from_questions and "question_id" not in frame and "question" in frame:
+        frame["question_id"] = frame["question"].astype(str)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})")

@@ -58,7 +58,7 @@ COLUMNS = ["question", "answer", "question_id", "aligned", "coherent", "source",
 def load_source(spec: str | Path, source: str | None = None) -> pd.DataFrame:
     """Judged answers (`turncoat.results.judged.load_judged`: a registered set, a file or an eval run folder) as
     training and validation rows: question, answer, scores, `source` and the judge that scored them."""
-    frame = load_judged(spec)
+    frame = load_judged(spec, ids_from_questions=True)
     entry = registry.registry().get(str(spec)) if not Path(spec).exists() else None
     if "question" not in frame or "answer" not in frame:
         raise InputError(f"{spec}: missing column(s) question and answer (has: {', '.join(map(str, frame.columns))})")
