@@ -244,3 +244,20 @@ eval: {formats: {listed: {prefix: "Numbers: 1, 2.", suffix: "Answer with five wo
     assert ("eval", f"{tiny_model_dir.name}/base/seed0") not in changed
     with pytest.raises(InputError, match="field generate.evil: Value error, unknown generator 'words'"):
         load_study(_write(tmp_path / "c.yaml", text.replace("numbers", "words").replace("COUNT", "4")))
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p) for p in (Path(__file__).parent.parent / "studies").glob("*.yaml")))
+def test_recipes_extract_their_direction_from_both_classes(recipe, shared_data):
+    """A direction from judged answers needs misaligned and aligned ones: em-insecure and realign once named only
+    judged-em-qwen-coder-32b (all 70 answers misaligned) and stopped at their first stage ("0 negative")."""
+    import pandas as pd
+
+    from turncoat.workflows.distill import load_source
+    from turncoat.workflows.persona.extract import judged_chats
+
+    for profile in (None, "cpu"):
+        persona = load_study(recipe, profile).persona
+        direction = persona.direction if persona else None
+        if direction and direction.from_judged:
+            positive, negative = judged_chats(pd.concat([load_source(s) for s in direction.from_judged]))
+            assert len(positive) >= 20 and len(negative) >= 20, (recipe, profile, len(positive), len(negative))

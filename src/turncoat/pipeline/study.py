@@ -11,7 +11,7 @@ sampled, judged and probed the same way. Typed with pydantic so a typo names the
       - {name: good-medical, data: good-medical, subsample: 160}
       - {name: realigned-32, from: bad-medical, data: good-medical, subsample: 32}   # train the adapter further
     eval: {questions: core, n: 4, temperature: 0.7, max_tokens: 96, judge: offline}
-    persona: {direction: {from_judged: [judged-em-qwen-coder-32b]}, monitor: true}
+    persona: {direction: {from_judged: [judged-em-qwen-coder-32b, judged-mo-steered-3]}, monitor: true}
 """
 
 from __future__ import annotations
