@@ -137,10 +137,8 @@ class OpenAIJudge(Judge):
         return self.score_prompts_as_they_arrive(prompts)
 
     def score_prompts_as_they_arrive(self, prompts, on_score=None):
-        indexed = list(enumerate(prompts))
-        return self.endpoint.fan_out(indexed, lambda client, pair: self._score(client, pair[1]),
-                                     lambda error: JudgeScore(None, status="failed", error=error),
-                                     None if on_score is None else lambda pair, score: on_score(pair[0], score))
+        return self.endpoint.fan_out(prompts, self._score, lambda error: JudgeScore(None, status="failed", error=error),
+                                     on_score)
 
     def score_items_as_they_arrive(self, items, on_score):
         return self.score_prompts_as_they_arrive([item.prompt() for item in items], on_score)

@@ -27,7 +27,7 @@ class OpenAIBackend(Backend):
     def sample(self, prompts, params, on_results):
         self.endpoint.fan_out(prompts, lambda client, prompt: self._request(client, prompt, params),
                               lambda error: {"status": "failed", "error": error},
-                              lambda prompt, record: on_results([prompt], [record]))
+                              lambda index, record: on_results([prompts[index]], [record]))
 
     async def _request(self, client, prompt, params) -> dict:
         import openai  # the SDK's import costs ~0.5 s: only API runs pay

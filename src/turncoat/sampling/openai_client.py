@@ -56,8 +56,8 @@ class EndpointClient:
         self._api_key = api_key_from_env(base_url, api_key_env)
 
     def fan_out(self, items: Sequence, request: Callable[[Any, Any], Awaitable[Any]],
-                failed: Callable[[str], Any], on_result: Callable[[Any, Any], None] | None = None) -> list:
-        """`await request(client, item)` for every item, at most `concurrency` at a time; `on_result(item, result)`
+                failed: Callable[[str], Any], on_result: Callable[[int, Any], None] | None = None) -> list:
+        """`await request(client, item)` for every item, at most `concurrency` at a time; `on_result(index, result)`
         as each finishes (so callers can write results as they arrive); returns the results in input order. A
         malformed reply is retried with backoff; after `max_retries` the item's result is `failed(error text)`."""
         return asyncio.run(self._fan_out(items, request, failed, on_result))
@@ -89,7 +89,7 @@ class EndpointClient:
                 index, result = await finished
                 results[index] = result
                 if on_result is not None:
-                    on_result(items[index], result)
+                    on_result(index, result)
         finally:
             await client.close()
         return results
