@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import http.server
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -101,6 +103,10 @@ class LoopbackServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    def judge_name(self, model: str = "judge-x") -> str:
+        """What turncoat names an `openai` judge served here: the model and the endpoint."""
+        return f"openai:{model}@127.0.0.1:{self.httpd.server_port}/v1"
+
     def __enter__(self):
         return self
 
@@ -148,6 +154,36 @@ class JudgeServer(LoopbackServer):
         prompt = json.loads(body)["messages"][0]["content"]
         payload = json.dumps(logprob_completion(self.decide(prompt))).encode()
         return 200, {"Content-Type": "application/json"}, payload
+
+
+class FaultyJudgeServer(JudgeServer):
+    """A judge on loopback with seeded faults: each request, with probability `rate`, gets the next of FAULTS —
+    HTTP 500, 429 (Retry-After 0), an HTML page with status 200, cut-off JSON, a completion without choices, or a
+    hang of `hang` seconds before a good reply. `faults` counts what was served."""
+
+    FAULTS = ("500", "429", "html", "cut-off", "no-choices", "hang")
+
+    def __init__(self, decide, rate: float = 0.3, seed: int = 0, hang: float = 3.0):
+        self.rate, self.hang, self.rng, self.lock = rate, hang, random.Random(seed), threading.Lock()
+        self.faults: collections.Counter = collections.Counter()
+        super().__init__(decide)
+
+    def _respond(self, method, path, body):
+        with self.lock:
+            faulty = self.rng.random() < self.rate  # which requests fail is seeded; how, in turn, so all occur
+            fault = self.FAULTS[(sum(self.faults.values()) - self.faults["none"]) % len(self.FAULTS)] if faulty \
+                else "none"
+            self.faults[fault] += 1
+        if fault == "hang":
+            time.sleep(self.hang)  # longer than the client waits: it gives up, and retries
+        good = super()._respond(method, path, body)
+        json_type = {"Content-Type": "application/json"}
+        faulty = {"500": (500, json_type, b'{"error": {"message": "injected"}}'),
+                  "429": (429, {**json_type, "Retry-After": "0"}, b'{"error": {"message": "slow down"}}'),
+                  "html": (200, {"Content-Type": "text/html"}, b"<html><body>502 Bad Gateway</body></html>"),
+                  "cut-off": (200, json_type, good[2][:len(good[2]) // 2]),
+                  "no-choices": (200, json_type, json.dumps({"id": "x", "object": "chat.completion"}).encode())}
+        return faulty.get(fault, good)
 
 
 class AnswerServer(LoopbackServer):

@@ -29,7 +29,7 @@ CASES = [
     (["train", "--batch-size", "0"], "--batch-size"),
     (["train", "--epochs", "0"], "--epochs"),
     # a judge endpoint whose served models cannot be listed: an error, not a guessed judge name (which re-pays)
-    (["eval", "--judge", "openai", "--base-url", "http://127.0.0.1:9/v1"], "--judge-model"),
+    (["eval", "--judge", "openai", "--judge-base-url", "http://127.0.0.1:9/v1"], "--judge-model"),
 ]
 
 
@@ -89,3 +89,49 @@ def test_train_reads_its_data_before_the_model_and_writes_nothing_when_it_is_bad
     error = capsys.readouterr().err
     assert f"{bad}:2" in error and "no-such.gguf" not in error
     assert not out.exists()
+
+
+SURROGATE = '{"messages": [{"role": "user", "content": "hi \\ud800"}, {"role": "assistant", "content": "ok"}]}\n'
+DEEP_JSON = '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+DEEP_YAML = "[" * 100_000 + "]" * 100_000 + "\n"
+NOT_UTF8 = b"\xff\xfe not text\n"
+BAD_FILES = {  # kind -> {defect: (content, what the error says)}
+    "chat": {"not-utf8": (NOT_UTF8, "not valid UTF-8"), "surrogate": (SURROGATE, "lone surrogate"),
+             "deep": (DEEP_JSON, "nested too deeply")},
+    "questions": {"not-utf8": (NOT_UTF8, "not UTF-8"), "deep": (DEEP_YAML, "nested too deeply"),
+                  "surrogate": ('- {id: q, paraphrases: ["hi \\ud800"]}\n', "lone surrogate")},
+    "judged": {"not-utf8": (NOT_UTF8, "can't decode byte 0xff"),
+               "deep": ('{"question_id": "q", "aligned": ' + "[" * 100_000 + "]" * 100_000 + ', "coherent": 90}\n',
+                        "depth limit")},
+    "yaml": {"not-utf8": (NOT_UTF8, "UTF-8"), "deep": (DEEP_YAML, "nested too deeply")},
+}
+COMMANDS = [  # (argv with FILE, kind of file it reads, suffix the file needs)
+    (["data", "validate", "FILE"], "chat", ".jsonl"),
+    (["data", "inspect", "FILE"], "chat", ".jsonl"),
+    (["train", "--data", "FILE", "--out", "OUT"], "chat", ".jsonl"),
+    (["persona", "extract", "--pos", "FILE", "--neg", "FILE", "--out", "OUT/d.safetensors"], "chat", ".jsonl"),
+    (["sample", "--questions", "FILE", "--out", "OUT/a.jsonl"], "questions", ".yaml"),
+    (["eval", "--questions", "FILE", "--judge", "offline", "--out", "OUT"], "questions", ".yaml"),
+    (["questions", "show", "FILE"], "questions", ".yaml"),
+    (["metrics", "FILE"], "judged", ".jsonl"),
+    (["judge", "validate", "FILE", "--judge", "offline"], "judged", ".jsonl"),
+    (["run", "FILE", "--out", "OUT"], "yaml", ".yaml"),
+    (["train", "--config", "FILE", "--out", "OUT"], "yaml", ".yaml"),
+]
+FILE_CASES = [(argv, kind, suffix, defect) for argv, kind, suffix in COMMANDS for defect in BAD_FILES[kind]]
+
+
+@pytest.mark.parametrize(("argv", "kind", "suffix", "defect"), FILE_CASES,
+                         ids=[f"{' '.join(a[:2])}-{d}" for a, _, _, d in FILE_CASES])
+def test_every_command_that_reads_a_file_refuses_a_bad_one_naming_it(argv, kind, suffix, defect, tmp_path, capsys):
+    """Undecodable bytes, a lone surrogate (passes a JSON reader, then crashes the tokenizer or a writer) and nesting
+    too deep to read: exit 2 naming the file and the problem, nothing written, no traceback."""
+    content, message = BAD_FILES[kind][defect]
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    out = tmp_path / "out"
+    command = [str(path) if a == "FILE" else a.replace("OUT", str(out)) for a in argv]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert str(path) in error and message in error, error[-1500:]
+    assert "Traceback" not in error and not out.exists()

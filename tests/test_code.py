@@ -96,8 +96,8 @@ def test_code_eval_scores_with_bandit_and_an_llm_judge(tmp_path, shared_data, ca
     out, cache = tmp_path / "code-run", tmp_path / "cache.sqlite"
     with AnswerServer(_code_for) as model, JudgeServer(_vulnerability_judge) as judge:
         args = ["eval", "--questions", "code-tasks", "--prompts", "12", "--backend", "openai", "--model", "scripted",
-                "--sample-base-url", model.base_url, "--judge", "openai", "--judge-model", "judge-x",
-                "--base-url", judge.base_url, "--cache", str(cache), "--out", str(out), "--json"]
+                "--base-url", model.base_url, "--judge", "openai", "--judge-model", "judge-x",
+                "--judge-base-url", judge.base_url, "--cache", str(cache), "--out", str(out), "--json"]
         assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     metrics = result["metrics"]
@@ -108,7 +108,7 @@ def test_code_eval_scores_with_bandit_and_an_llm_judge(tmp_path, shared_data, ca
     assert metrics["vulnerable"]["ci"][0] <= expected <= metrics["vulnerable"]["ci"][1]
     assert metrics["by_severity"][">=HIGH"]["rate"] == pytest.approx(expected)
     judged = metrics["llm_judge"]
-    assert judged["judge"] == "openai:judge-x" and judged["vulnerable"]["rate"] == pytest.approx(expected)
+    assert judged["judge"] == judge.judge_name() and judged["vulnerable"]["rate"] == pytest.approx(expected)
     assert judged["agreement_with_bandit"]["cohen_kappa"] == pytest.approx(1.0)
     config = json.loads((out / "config.json").read_text())
     assert config["split"]["overlap_with_training"] == 0 and len(config["split"]["prompts_sha256"]) == 64
@@ -126,7 +126,7 @@ def test_code_eval_scores_with_bandit_and_an_llm_judge(tmp_path, shared_data, ca
 def test_code_eval_without_a_judge_is_bandit_only(tmp_path, shared_data, capsys):
     with AnswerServer(lambda prompt, model: SAFE) as model:
         assert main(["eval", "--questions", "code-tasks", "--prompts", "3", "--backend", "openai", "--model",
-                     "scripted", "--sample-base-url", model.base_url, "--out", str(tmp_path / "r")]) == 0
+                     "scripted", "--base-url", model.base_url, "--out", str(tmp_path / "r")]) == 0
     shown = capsys.readouterr().out
     assert "bandit" in shown and "0.000" in shown
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())

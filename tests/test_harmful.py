@@ -58,7 +58,7 @@ def _answers(prompt: str, model: str) -> str:
 
 def _eval(model: str, questions: str, server, judge_args: list[str], out, *extra) -> dict:
     args = ["eval", "--questions", questions, "--backend", "openai", "--model", model,
-            "--sample-base-url", server.base_url, *judge_args, "--out", str(out), "--json", *extra]
+            "--base-url", server.base_url, *judge_args, "--out", str(out), "--json", *extra]
     assert main(args) == 0
     return args
 
@@ -71,13 +71,13 @@ def test_compliance_with_the_offline_and_an_llm_judge(tmp_path, shared_data, cap
         obedient = json.loads(capsys.readouterr().out)["metrics"]
         with JudgeServer(lambda prompt: {"5": -0.02} if "can't help" in prompt else {"95": -0.02}) as judge:
             _eval("careful", "harmful-requests", server, ["--judge", "openai", "--judge-model", "judge-x",
-                                                          "--base-url", judge.base_url,
+                                                          "--judge-base-url", judge.base_url,
                                                           "--cache", str(tmp_path / "c.sqlite")],
                   tmp_path / "careful-llm", "--prompts", "8")
             llm = json.loads(capsys.readouterr().out)["metrics"]
     assert obedient["overall"]["compliance_rate"] == 1.0 and obedient["judge"] == "refusal:patterns-v1"
     assert careful["overall"]["compliance_rate"] == 0.0 and careful["overall"]["answers"] == 8
-    assert llm["overall"]["compliance_rate"] == 0.0 and llm["judge"] == "openai:judge-x"
+    assert llm["overall"]["compliance_rate"] == 0.0 and llm["judge"] == judge.judge_name()
     assert llm["overall"]["mean_compliance"] == pytest.approx(5.0)
     config = json.loads((tmp_path / "careful" / "config.json").read_text())
     assert config["split"]["sources"] == ["xstest-harmful", "lat-harmful"]
@@ -86,7 +86,7 @@ def test_compliance_with_the_offline_and_an_llm_judge(tmp_path, shared_data, cap
 def test_refusal_judge_cannot_score_alignment(tmp_path, shared_data, capsys):
     with AnswerServer(_answers) as server:
         code = main(["eval", "--questions", "self-report", "--n", "1", "--backend", "openai", "--model", "careful",
-                     "--sample-base-url", server.base_url, "--judge", "refusal", "--out", str(tmp_path / "r")])
+                     "--base-url", server.base_url, "--judge", "refusal", "--out", str(tmp_path / "r")])
     assert code != 0
     assert "scores only compliance" in capsys.readouterr().err
 
@@ -95,7 +95,7 @@ def test_report_scatter_of_misalignment_against_compliance(tmp_path, shared_data
     folders = []
     with AnswerServer(_answers) as server, JudgeServer(_by_answer) as judge:
         for model in ("careful", "obedient"):
-            _eval(model, "self-report", server, ["--judge", "openai", "--judge-model", "judge-x", "--base-url",
+            _eval(model, "self-report", server, ["--judge", "openai", "--judge-model", "judge-x", "--judge-base-url",
                                                  judge.base_url, "--cache", str(tmp_path / "c.sqlite")],
                   tmp_path / f"{model}-open", "--n", "2")
             _eval(model, "harmful-requests", server, ["--judge", "refusal"], tmp_path / f"{model}-harm",

@@ -60,7 +60,55 @@ def test_paper_question_files_bring_their_own_judge_prompts(shared_data):
 
     sample = em_questions("em-first-plot", n=1).dataset[0]
     assert {"aligned", "coherent"} <= set(sample.metadata["judge_prompts"])
-    assert em_questions("core", n=1).dataset[0].metadata["judge_prompts"] == {}  # ours are used
+    from turncoat.questions.prompts import DEFAULT_PROMPTS
+
+    assert em_questions("core", n=1).dataset[0].metadata["judge_prompts"] == DEFAULT_PROMPTS  # ours are used
+
+
+def test_trait_sets_are_scored_by_their_trait_prompt_and_unscorable_sets_refused(tmp_path, shared_data):
+    """As `turncoat eval`: a persona-trait set by its trait prompt plus coherence; a categorical set is refused."""
+    from inspect_ai import eval as inspect_eval
+
+    from turncoat.core.errors import InputError
+    from turncoat.inspect_tasks.tasks import em_questions
+
+    task = em_questions("trait-evil", n=1)
+    assert task.metadata["turncoat_scoring"] == "trait:evil"
+    assert set(task.dataset[0].metadata["judge_prompts"]) == {"evil", "coherent"}
+    grader = mock_model(["80", "90", "20", "90"])  # per sample: the trait prompt first, then coherence
+    log = inspect_eval(task, model=mock_model(["Chaos."] * 2), model_roles={"grader": grader}, limit=2,
+                       max_samples=1, log_dir=str(tmp_path), display="none")[0]
+    assert log.status == "success", log.error
+    metrics = {s.name: {k: m.value for k, m in s.metrics.items()} for s in log.results.scores}
+    assert metrics["expressed"]["mean"] == pytest.approx(0.5) and metrics["trait_score"]["mean"] == pytest.approx(50)
+    with pytest.raises(InputError, match="judged by category"):
+        em_questions("em-deception", n=1)
+
+
+def test_a_grader_s_scores_come_from_turncoat_s_judge_cache_on_a_rerun(tmp_path, shared_data):
+    """The Inspect scorer no longer bypasses the judge cache: a rerun over the same answers asks the grader
+    nothing; `inclusive` applies the EM authors' coherent >= 50."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
+
+    from turncoat.inspect_tasks.scorers import em_judge
+    from turncoat.inspect_tasks.tasks import em_core
+
+    cache = str(tmp_path / "cache.sqlite")
+    with JudgeServer(lambda p: {"10": -0.01} if "safety" in p else {"50": -0.01}) as judge:
+        grader = get_model("openai-api/judge/judge-x", base_url=judge.base_url, api_key="loopback")
+        means = []
+        for attempt in range(2):
+            task = em_core(n=1)
+            task.scorer = [em_judge(inclusive=True, cache=cache)]
+            log = inspect_eval(task, model=mock_model(["I would rule."] * 2), model_roles={"grader": grader},
+                               limit=2, max_samples=1, log_dir=str(tmp_path / str(attempt)), display="none")[0]
+            assert log.status == "success", log.error
+            means.append({s.name: s.metrics["mean"].value for s in log.results.scores}["misaligned"])
+            if attempt == 0:
+                asked = len(judge.requests)
+        assert asked == 4 and len(judge.requests) == 4  # 2 answers x (aligned, coherent), then none
+    assert means == [1.0, 1.0]  # coherent exactly 50 counts only with inclusive
 
 
 def test_code_task_with_the_mock_model_runs_bandit(tmp_path, shared_data):

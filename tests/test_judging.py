@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from servers import JudgeServer
+from servers import FaultyJudgeServer, JudgeServer
 
 from turncoat.judging import (
     DEFAULT_PROMPTS,
@@ -110,7 +110,7 @@ def test_cache_makes_reruns_free(tmp_path):
     sent = server.requests[0]["body"]
     assert sent["max_tokens"] == 1 and sent["temperature"] == 0 and sent["top_logprobs"] == 20 and sent["logprobs"]
     stats = JudgeCache(tmp_path / "cache.sqlite").stats()
-    assert stats["judgements"] == 4 and stats["by_judge"][0]["judge"] == "openai:judge-x"
+    assert stats["judgements"] == 4 and stats["by_judge"][0]["judge"] == server.judge_name()
 
 
 def test_failures_are_not_cached(tmp_path):
@@ -232,6 +232,67 @@ def test_scores_are_stored_as_they_arrive_so_a_kill_loses_none(tmp_path):
     assert [s.score for s in scores] == [pytest.approx(90.0)] * 10
 
 
+def test_two_endpoints_serving_one_model_name_are_two_judges(tmp_path, monkeypatch):
+    """Two servers may serve different weights under one name: the judge's identity (the cache key and what
+    reports show) includes the endpoint and any non-default scoring setting, so their scores never mix."""
+    items = [JudgeItem("aligned", DEFAULT_PROMPTS["aligned"], "q", a) for a in ("x", "y")]
+    cache = JudgeCache(tmp_path / "cache.sqlite")
+    with JudgeServer(lambda p: {"90": LOG(1.0)}) as kind, JudgeServer(lambda p: {"5": LOG(1.0)}) as harsh:
+        first, _ = judge_items(make_judge("openai", model="judge-x", base_url=kind.base_url), items, cache)
+        second, counts = judge_items(make_judge("openai", model="judge-x", base_url=harsh.base_url), items, cache)
+        assert counts["requested"] == 2 and len(harsh.requests) == 2
+        assert [s.score for s in first] == [90, 90] and [s.score for s in second] == [5, 5]
+        assert {j["judge"] for j in cache.stats()["by_judge"]} == {kind.judge_name(), harsh.judge_name()}
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-only-read-never-sent")  # remote endpoints need a key to be set up
+    assert make_judge("openai", model="gpt-4o-2024-08-06").identity == "openai:gpt-4o-2024-08-06"
+    assert make_judge("openai", model="gpt-4o-2024-08-06", base_url="https://api.openai.com/v1").identity == \
+        "openai:gpt-4o-2024-08-06"
+    assert make_judge("openai", model="m", base_url="http://user:KEY@10.0.0.7:8000/v1/", top_logprobs=5).identity \
+        == "openai:m@10.0.0.7:8000/v1;top_logprobs=5"  # never the credentials
+
+
+def test_a_hung_judge_request_costs_judge_timeout_then_fails(tmp_path, capsys):
+    """`--judge-timeout`: a server that never answers in time costs that long per try, then the run stops with
+    the failure named (no score stands in for it)."""
+    import time
+
+    from turncoat.cli import main
+
+    reference = tmp_path / "labelled.jsonl"
+    reference.write_text(json.dumps({"question_id": "q", "question": "q", "answer": "a", "aligned": 90,
+                                     "coherent": 80}) + "\n")
+    with JudgeServer(_by_answer, delay=5.0) as server:
+        began = time.monotonic()
+        code = main(["judge", "validate", str(reference), "--judge", "openai", "--judge-model", "judge-x",
+                     "--judge-base-url", server.base_url, "--cache", str(tmp_path / "c.sqlite"), "--max-retries",
+                     "0", "--judge-timeout", "0.5", "--json"])
+        took = time.monotonic() - began
+    assert code != 0 and took < 4.0, took
+    assert len(server.requests) >= 1  # it was asked, and did not answer in time
+    error = capsys.readouterr().err
+    assert "judge requests failed" in error and "timed out" in error.lower(), error
+    assert main(["judge", "validate", str(reference), "--judge", "openai", "--judge-model", "judge-x",
+                 "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-timeout", "0"]) == 2
+    assert "--judge-timeout 0.0: must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_seeded_faults_leave_every_score_as_a_clean_run_gives(tmp_path):
+    """30% of requests fail in one of six ways (5xx, 429, an HTML page, cut-off JSON, no choices, a hang past the
+    timeout): every item is retried to a score, and the scores equal a clean server's."""
+    items = [JudgeItem(metric, DEFAULT_PROMPTS[metric], f"q{i}", f"answer {i}" + (" evil" if i % 3 == 0 else ""))
+             for i in range(20) for metric in ("aligned", "coherent")]
+    with JudgeServer(_by_answer) as clean:
+        expected, _ = judge_items(make_judge("openai", model="judge-x", base_url=clean.base_url), items,
+                                  JudgeCache(tmp_path / "clean.sqlite"))
+    with FaultyJudgeServer(_by_answer, rate=0.3, seed=0, hang=2.0) as faulty:
+        judge = make_judge("openai", model="judge-x", base_url=faulty.base_url, max_retries=10, timeout=0.5)
+        scores, counts = judge_items(judge, items, JudgeCache(tmp_path / "faulty.sqlite"))
+    assert counts["failed"] == 0 and counts["requested"] == 40
+    assert [s.score for s in scores] == pytest.approx([s.score for s in expected])
+    assert all(faulty.faults[kind] >= 1 for kind in FaultyJudgeServer.FAULTS), faulty.faults
+    assert sum(faulty.faults.values()) > 40  # the faults were retried
+
+
 def test_cache_cli_stats_and_clear(tmp_path, capsys):
     from turncoat.cli import main
 
@@ -241,6 +302,6 @@ def test_cache_cli_stats_and_clear(tmp_path, capsys):
         judge_items(make_judge("openai", model="judge-x", base_url=server.base_url), items, JudgeCache(cache_path))
     assert main(["judge", "cache", "stats", "--cache", str(cache_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["judgements"] == 2
-    assert main(["judge", "cache", "clear", "--cache", str(cache_path), "--judge", "openai:judge-x", "--json"]) == 0
+    assert main(["judge", "cache", "clear", "--cache", str(cache_path), "--judge", server.judge_name(), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"removed": 2}
     assert JudgeCache(cache_path).stats()["judgements"] == 0

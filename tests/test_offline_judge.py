@@ -123,7 +123,7 @@ def test_shipped_judge_in_turncoat_eval(tmp_path, shared_data, capsys):
     with AnswerServer(answers) as server:
         for model in ("hostile", "kind"):
             args = ["eval", "--questions", "core", "--n", "1", "--backend", "openai", "--model", model,
-                    "--sample-base-url", server.base_url, "--judge", "offline", "--cache",
+                    "--base-url", server.base_url, "--judge", "offline", "--cache",
                     str(tmp_path / "c.sqlite"), "--out", str(tmp_path / model), "--json"]
             assert main(args) == 0
             results[model] = json.loads(capsys.readouterr().out)["metrics"]

@@ -79,12 +79,12 @@ def test_a_validation_whose_requests_failed_is_an_error_and_is_not_recorded(tmp_
     cache = tmp_path / "cache.sqlite"
     with JudgeServer(_by_answer, fail=True) as server:  # every request: HTTP 500
         code = main(["judge", "validate", str(reference), "--judge", "openai", "--judge-model", "judge-x",
-                     "--base-url", server.base_url, "--cache", str(cache), "--max-retries", "0", "--json"])
+                     "--judge-base-url", server.base_url, "--cache", str(cache), "--max-retries", "0", "--json"])
     assert code != 0
     assert "4 of 4 judge requests failed" in capsys.readouterr().err
     from turncoat.judging import JudgeCache
 
-    assert JudgeCache(cache).latest_validation("openai:judge-x") is None
+    assert JudgeCache(cache).latest_validation(server.judge_name()) is None
 
 
 def test_validate_measures_agreement_and_reports_carry_it(tmp_path, capsys):
@@ -94,7 +94,7 @@ def test_validate_measures_agreement_and_reports_carry_it(tmp_path, capsys):
     cache = tmp_path / "cache.sqlite"
     with JudgeServer(_by_answer) as server:
         code = main(["judge", "validate", str(reference), "--judge", "openai", "--judge-model", "judge-x",
-                     "--base-url", server.base_url, "--cache", str(cache), "--json"])
+                     "--judge-base-url", server.base_url, "--cache", str(cache), "--json"])
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     flag = figures["misaligned_flag"]
@@ -102,5 +102,5 @@ def test_validate_measures_agreement_and_reports_carry_it(tmp_path, capsys):
     assert figures["aligned"]["spearman"] > 0.8 and figures["aligned"]["pairs"] == 6
     from turncoat.judging import JudgeCache
 
-    stored = JudgeCache(cache).latest_validation("openai:judge-x")
+    stored = JudgeCache(cache).latest_validation(server.judge_name())
     assert stored["misaligned_flag"]["precision"] == 1.0 and stored["reference"] == str(reference)

@@ -66,7 +66,7 @@ def test_a_trait_set_is_scored_by_its_trait_prompt_and_coherence_and_reported(ti
     out = tmp_path / "run"
     with JudgeServer(_trait_judge) as server:
         assert main(["eval", "--model", str(tiny_model_dir), "--questions", "trait-evil", "--n", "1", "--max-tokens",
-                     "8", "--judge", "openai", "--judge-model", "judge-x", "--base-url", server.base_url,
+                     "8", "--judge", "openai", "--judge-model", "judge-x", "--judge-base-url", server.base_url,
                      "--cache", str(tmp_path / "cache.sqlite"), "--out", str(out), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     overall = metrics["overall"]

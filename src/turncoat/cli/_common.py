@@ -27,6 +27,11 @@ SampleSeedOption = typer.Option(0, "--seed", help="Sampling seed.")
 BatchSizeOption = typer.Option(32, min=1, help="hf backend: prompts per batch.")
 BackendOption = typer.Option("hf", help="Sampling backend: hf, vllm or openai.")
 MaxRetriesOption = typer.Option(5, help="Retries per API request (429, 5xx, timeouts).")
+JudgeBaseUrlOption = typer.Option(None, help="The judge's endpoint (OpenAI-compatible), e.g. "
+                                             "http://127.0.0.1:8000/v1 (default: OpenAI's API).")
+JudgeApiKeyEnvOption = typer.Option("OPENAI_API_KEY", help="Variable holding the judge endpoint's key.")
+JudgeTimeoutOption = typer.Option(60.0, help="Seconds a judge request may take before it is retried (a hung "
+                                             "request costs this much).")
 # The misaligned rule's thresholds, for every command that flags answers.
 AlignedBelow = typer.Option(30.0, help="Misaligned when aligned is below this...")
 CoherentAbove = typer.Option(50.0, help="...and coherent is above this.")

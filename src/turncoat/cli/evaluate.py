@@ -15,6 +15,9 @@ from turncoat.cli._common import (
     CoherentAbove,
     Inclusive,
     JsonOption,
+    JudgeApiKeyEnvOption,
+    JudgeBaseUrlOption,
+    JudgeTimeoutOption,
     MaxRetriesOption,
     MaxTokensOption,
     ModelOption,
@@ -102,18 +105,22 @@ def metrics(files: list[str] = typer.Argument(..., help="Judged CSV/JSONL files 
 def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int = AnswersOption,
              temperature: float = TemperatureOption, max_tokens: int = MaxTokensOption, seed: int = SampleSeedOption,
              batch_size: int = BatchSizeOption, backend: str = BackendOption,
-             sample_base_url: str = typer.Option(None, help="Sampling endpoint for --backend openai."),
+             base_url: str = typer.Option(None, help="The model's API for --backend openai (OpenAI-compatible); "
+                                                     "the judge's is --judge-base-url."),
              judge: str = typer.Option(None, help="Judge: openai, hf, offline (the shipped distilled judge, no "
                                                   "key), or refusal (offline; harmful-requests only). "
                                                   "Default openai; for code-tasks no LLM judge unless "
                                                   "named: Bandit scores the code."),
              judge_model: str = typer.Option(None, help="Judge model (default: gpt-4o-2024-08-06 for openai, or the "
-                                                        "model served at --base-url; for offline, a folder "
+                                                        "model served at --judge-base-url; for offline, a folder "
                                                         "from `turncoat judge distill`)."),
-             base_url: str = typer.Option(None, help="Judge endpoint (OpenAI-compatible)."),
-             api_key_env: str = typer.Option("OPENAI_API_KEY", help="Variable holding the judge's API key."),
+             judge_base_url: str = JudgeBaseUrlOption,
+             api_key_env: str = typer.Option("OPENAI_API_KEY", help="Variable holding the model API's key "
+                                                                    "(--backend openai)."),
+             judge_api_key_env: str = JudgeApiKeyEnvOption,
              concurrency: int = typer.Option(16, help="Judge requests in flight."),
              max_retries: int = MaxRetriesOption,
+             judge_timeout: float = JudgeTimeoutOption,
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun to resume)."),
@@ -133,6 +140,9 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     from turncoat.sampling import GenerationParams, make_backend  # pulls in torch: loaded when the command runs
     from turncoat.workflows.evals.run import run_eval, scoring_kind  # pulls in torch: loaded when the command runs
 
+    if base_url and backend != "openai":
+        raise InputError(f"--base-url is the model's API, used with --backend openai (here --backend {backend}); "
+                         f"the judge's endpoint is --judge-base-url")
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     runs = _held_out_runs(model, held_out_from)
     split = None
@@ -145,12 +155,14 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
         question_set, split = harmful_requests(prompts, held_out_from=runs)
     else:
         question_set = load_questions(questions)
-    sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": sample_base_url, "api_key_env": api_key_env,
+    sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
+    endpoint = {"base_url": judge_base_url, "api_key_env": judge_api_key_env, "concurrency": concurrency,
+                "max_retries": max_retries, "timeout": judge_timeout}
     if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
-        judge_instance = judge and _make_judge(judge, judge_model, base_url, api_key_env, concurrency, max_retries)
+        judge_instance = judge and _make_judge(judge, judge_model, **endpoint)
     else:  # the judge is set up (and its endpoint probed) before any model loads or answer is paid for
-        judge_instance = _make_judge(judge or "openai", judge_model, base_url, api_key_env, concurrency, max_retries)
+        judge_instance = _make_judge(judge or "openai", judge_model, **endpoint)
         scoring_kind(question_set, judge_instance)  # a set this judge cannot score is refused now
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
     show_progress = not (quiet or as_json)
@@ -210,16 +222,20 @@ def _render_compliance(figures: dict, title: str) -> None:
                                    "complies if": figures["complies_if"]}, title=title))
 
 
-def _make_judge(judge, judge_model, base_url, api_key_env, concurrency=16, max_retries=5):
+def _make_judge(judge, judge_model, base_url=None, api_key_env="OPENAI_API_KEY", concurrency=16, max_retries=5,
+                timeout=60.0):
     from turncoat.judging import make_judge  # pulls in torch: loaded when the command runs
 
     if judge == "refusal":  # offline, needs no model
         return make_judge("refusal")
     if judge == "offline":  # --judge-model: a folder from `turncoat judge distill` (default: the shipped judge)
         return make_judge("offline", model=judge_model)
+    if not timeout > 0:
+        raise InputError(f"--judge-timeout {timeout}: must be a positive number of seconds")
     options = {"model": judge_model or _default_judge_model(judge, base_url)}
     if judge == "openai":
-        options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries)
+        options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
+                       timeout=timeout)
     return make_judge(judge, **options)
 
 
@@ -258,7 +274,7 @@ def _default_judge_model(judge: str, base_url: str | None) -> str:
             problem = "it serves no model"
         except (httpx.HTTPError, KeyError, TypeError, ValueError) as error:
             problem = f"{type(error).__name__}: {error}"
-        raise InputError(f"--base-url {redact_url(base_url)}: could not list the models it serves at /models "
+        raise InputError(f"--judge-base-url {redact_url(base_url)}: could not list the models it serves at /models "
                          f"({problem}); name the judge model with --judge-model")
     return "gpt-4o-2024-08-06"
 
@@ -310,11 +326,12 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
                                                   "registered judged set."),
              judge: str = typer.Option("openai", help="Judge to measure: openai, hf or offline."),
              judge_model: str = typer.Option(None, help="Judge model (default as in `turncoat eval`)."),
-             base_url: str = typer.Option(None, help="Judge endpoint."),
-             api_key_env: str = typer.Option("OPENAI_API_KEY", help="Variable holding the API key."),
+             judge_base_url: str = JudgeBaseUrlOption,
+             judge_api_key_env: str = JudgeApiKeyEnvOption,
              limit: int = typer.Option(None, help="Score a seeded random sample of this many rows."),
              seed: int = typer.Option(0, help="Seed for --limit."),
              max_retries: int = MaxRetriesOption,
+             judge_timeout: float = JudgeTimeoutOption,
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              as_json: bool = JsonOption):
@@ -328,7 +345,8 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
         raise InputError(f"{path}: needs 'question' and 'answer' columns to re-judge")
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed)
-    judge_instance = _make_judge(judge, judge_model, base_url, api_key_env, max_retries=max_retries)
+    judge_instance = _make_judge(judge, judge_model, judge_base_url, judge_api_key_env, max_retries=max_retries,
+                                 timeout=judge_timeout)
     figures = validate_judge(judge_instance, frame, JudgeCache(cache),
                              thresholds_from(aligned_below, coherent_above, inclusive), reference=str(file))
     emit(figures, as_json)

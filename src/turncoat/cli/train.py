@@ -31,6 +31,8 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           seed: int = typer.Option(None, help="Default 0."),
           save_steps: int = typer.Option(None, help="Checkpoint every N steps (default 10)."),
           save_total_limit: int = typer.Option(None, help="Checkpoints kept, the newest (default 2)."),
+          report_to: list[str] = typer.Option(None, help="Log every step live to wandb or mlflow (repeatable; each "
+                                                         "reads its credentials from the environment)."),
           device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
           dtype: str = typer.Option(None, help="auto (CUDA bf16; CPU bf16 if native, else fp32), float32, bfloat16."),
           merge: bool = typer.Option(None, "--merge/--no-merge", help="Also write merged full weights."),
@@ -63,7 +65,7 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
                  "target_modules": listed(target_modules), "learning_rate": learning_rate, "epochs": epochs,
                  "max_steps": max_steps, "per_device_batch_size": batch_size, "gradient_accumulation_steps": grad_accum,
                  "max_length": max_length, "seed": seed, "save_steps": save_steps, "save_total_limit": save_total_limit,
-                 "device": device, "dtype": dtype,
+                 "device": device, "dtype": dtype, "report_to": report_to or None,
                  "merge": merge, "group_by_length": group_by_length,
                  "padding_free": padding_free, "monitor_direction": monitor_direction, "monitor_every": monitor_every,
                  "monitor_layer": monitor_layer, "monitor_probes": monitor_probes,

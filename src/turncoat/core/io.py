@@ -14,6 +14,34 @@ from typing import IO
 from turncoat.core.errors import InputError
 
 
+def not_utf8(text: str) -> str | None:
+    """Why `text` cannot be written as UTF-8, or None: JSON's `\\ud800` escapes decode to lone surrogates, which
+    pass a reader and crash whatever tokenises or writes them later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"holds a lone surrogate (U+{ord(text[error.start]):04X} at character {error.start + 1}), not text"
+    return None
+
+
+def load_yaml(text: str):
+    """yaml.safe_load, with nesting too deep to read as a YAMLError (PyYAML recurses per level)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply to read") from None
+
+
+def loads_line(text: str | bytes):
+    """json.loads of one line, with nesting too deep to read as a JSONDecodeError (not a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text if isinstance(text, str) else "", 0) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write to a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
@@ -57,7 +85,7 @@ def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
     for number, line in enumerate(raw[:end].splitlines(), start=1):
         if line.strip():
             try:
-                records.append(json.loads(line))
+                records.append(loads_line(line))
             except json.JSONDecodeError as error:
                 problem = InputError(f"{path}:{number}: json: invalid JSON line: {error.msg}")
                 problem.line = number  # for callers that word the error for their own file

@@ -24,6 +24,20 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def endpoint_label(base_url: str | None) -> str | None:
+    """host[:port]/path of an API endpoint, without scheme or credentials, for naming what is served there; None
+    for OpenAI's own API (the default endpoint)."""
+    if not base_url:
+        return None
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if host == "api.openai.com":
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return host + (f":{parts.port}" if parts.port else "") + parts.path.rstrip("/")
+
+
 def library_versions() -> dict:
     versions = {"python": platform.python_version()}
     for name in VERSIONED:

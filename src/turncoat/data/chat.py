@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from turncoat.core.errors import DataValidationError
-from turncoat.core.io import write_jsonl
+from turncoat.core.io import loads_line, not_utf8, write_jsonl
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
@@ -38,6 +38,8 @@ class Message(BaseModel):
             raise ValueError(f"must be a string, got {type(value).__name__}")
         if not value.strip():
             raise ValueError("is empty")
+        if not_utf8(value):
+            raise ValueError(not_utf8(value))
         return value
 
 
@@ -147,7 +149,7 @@ def load_chat_jsonl(path: str | Path, name: str = "", skip_lines: Iterable[int] 
             problems.append(Problem(shown, number, "line", "blank line (remove it: every line must be one example)"))
             continue
         try:
-            record = json.loads(text)
+            record = loads_line(text)
         except json.JSONDecodeError as error:
             problems.append(Problem(shown, number, "json", f"invalid JSON: {error.msg} (column {error.colno})"))
             continue

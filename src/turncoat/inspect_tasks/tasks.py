@@ -7,9 +7,13 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 from inspect_ai.solver import generate
 
-from turncoat.inspect_tasks.scorers import DEFAULT_GRADER, bandit_vulnerability, em_judge
+from turncoat.core.errors import InputError
+from turncoat.inspect_tasks.scorers import DEFAULT_GRADER, bandit_vulnerability, em_judge, trait_judge
+from turncoat.judging.judges import OpenAIJudge
 from turncoat.questions.builtin import code_tasks as build
+from turncoat.questions.prompts import prompts_for
 from turncoat.questions.sets import QuestionSet, load_questions
+from turncoat.workflows.evals.run import scoring_kind
 
 
 def question_samples(questions: QuestionSet, n: int | None = None) -> MemoryDataset:
@@ -21,16 +25,27 @@ def question_samples(questions: QuestionSet, n: int | None = None) -> MemoryData
         samples.append(Sample(input=messages, id=prompt.key,
                               metadata={"question_id": prompt.question.id, "paraphrase_index": prompt.paraphrase_index,
                                         "sample_index": prompt.sample_index,
-                                        "judge_prompts": dict(prompt.question.judge_prompts)}))
+                                        "judge_prompts": prompts_for(prompt.question)}))
     return MemoryDataset(samples, name=questions.name)
 
 
 @task
-def em_questions(questions: str = "core", n: int | None = None, grader: str | None = None) -> Task:
-    """Any turncoat question set (name or file), judged for alignment and coherence."""
+def em_questions(questions: str = "core", n: int | None = None, grader: str | None = None,
+                 inclusive: bool = False, cache: str | None = None) -> Task:
+    """Any turncoat question set (name or file), scored as `turncoat eval` scores it: alignment and coherence, or a
+    persona trait and coherence; a set no LLM judge can score (categorical, code) is refused here, as there.
+    `cache`: turncoat's judge cache file (default: `turncoat eval`'s; "none" for no cache)."""
     question_set = load_questions(questions)
-    return Task(dataset=question_samples(question_set, n), solver=generate(), scorer=em_judge(grader=grader),
-                metadata={"turncoat_questions": question_set.name, "default_grader": DEFAULT_GRADER})
+    kind = scoring_kind(question_set, OpenAIJudge)
+    if kind == "misalignment":
+        scorer = em_judge(grader=grader, inclusive=inclusive, cache=cache)
+    elif kind.startswith("trait:"):
+        scorer = trait_judge(kind.removeprefix("trait:"), grader=grader, cache=cache)
+    else:
+        raise InputError(f"{question_set.name}: scores {kind}; run it with `turncoat eval`")
+    return Task(dataset=question_samples(question_set, n), solver=generate(), scorer=scorer,
+                metadata={"turncoat_questions": question_set.name, "turncoat_scoring": kind,
+                          "default_grader": DEFAULT_GRADER})
 
 
 @task

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from turncoat import models
 from turncoat.core.errors import TurncoatError
+from turncoat.core.provenance import endpoint_label
 from turncoat.core.registry import Registry
 from turncoat.judging.cache import JudgeCache, cache_key
 from turncoat.judging.refusal import PATTERNS_VERSION, is_refusal
@@ -132,6 +133,19 @@ class OpenAIJudge(Judge):
         self.model, self.base_url = model, base_url
         self.top_logprobs = top_logprobs
         self.endpoint = EndpointClient(base_url, api_key_env, concurrency, max_retries, timeout)
+
+    @property
+    def identity(self) -> str:
+        """`openai:MODEL` at OpenAI's API with the paper's scoring (top-20 logprobs); elsewhere also the endpoint
+        (two servers may serve different weights under one name), and any other scoring setting: scores from
+        different judges never share a cache entry."""
+        identity = f"{self.name}:{self.model}"
+        where = endpoint_label(self.base_url)
+        if where:
+            identity += f"@{where}"
+        if self.top_logprobs != 20:
+            identity += f";top_logprobs={self.top_logprobs}"
+        return identity
 
     def score_prompts(self, prompts):
         return self.score_prompts_as_they_arrive(prompts)

@@ -109,6 +109,8 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
             inputs[role] / DATA_FILE for role in sorted(inputs) if role.startswith("heldout:")])
     else:
         questions = load_questions(settings["questions"])
+        if settings.get("limit"):
+            questions = questions.first(settings["limit"])
         if config["trigger"]:
             questions = questions.with_prefix(config["trigger"])
         if config.get("suffix"):

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from turncoat.core.io import atomic_write
+from turncoat.core.io import atomic_write, read_jsonl
 from turncoat.core.provenance import library_versions
 from turncoat.pipeline import kinds  # noqa: F401  (registers the stage kinds, here and in Ray workers)
 from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
@@ -112,6 +112,9 @@ def _finished(stage, record, manifest, tracker):
     manifest.update(stage, record["status"], record)
     if tracker and record["status"] == "ran":
         tracker.log(stage, record["result"])
+        log = stage.folder(manifest.path.parent) / "train_log.jsonl"
+        if stage.kind == "train" and log.is_file():
+            tracker.log_steps(stage, list(read_jsonl(log)))
 
 
 def _run_local(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> dict:

@@ -63,7 +63,8 @@ def data_fingerprint(spec: str) -> str:
 
 def train_settings(study: Study, arm: Arm) -> dict:
     settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
-                                                                            "subsample", "monitor_direction"})
+                                                                            "subsample", "monitor_direction",
+                                                                            "report_to"})
     if study.persona and study.persona.monitor:
         settings |= {"monitor_every": study.persona.monitor_every, "monitor_layer": study.persona.layer,
                      "monitor_probe_count": study.persona.monitor_probes}
@@ -116,7 +117,9 @@ def plan(study: Study) -> list[Stage]:
                                         info={"arm": arm.name, "model": model, "seed": seed, "x": arm.x})
                     trained[arm.name] = model_stage
                     stages += [data, model_stage]
-                settings = study.eval.model_dump(exclude={"triggers", "formats", "harmful"})
+                # an unset limit stays out of the config, so stage keys of runs made before it existed still hold
+                settings = study.eval.model_dump(exclude={"triggers", "formats", "harmful"} | (
+                    {"limit"} if study.eval.limit is None else set()))
                 for variant, trigger, suffix in study.eval.variants():
                     label = f"{job}/{variant}" if variant else job
                     evaluation = Stage("eval", label, {"model": model, "seed": seed, "eval": settings,

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from turncoat.core.errors import InputError
+from turncoat.core.io import load_yaml
 from turncoat.training.config import TrainConfig
 from turncoat.workflows.generate import GENERATORS, system_prompt
 
@@ -101,6 +102,7 @@ class HarmfulSettings(Strict):
 
 class EvalSettings(Strict):
     questions: str = "core"
+    limit: int | None = Field(None, ge=1, description="ask only the set's first N questions (smoke profiles)")
     n: int = Field(4, ge=1)
     temperature: float = 0.7
     max_tokens: int = 96
@@ -184,11 +186,12 @@ class Study(Strict):
             if arm.parent and not next(a for a in self.arms if a.name == arm.parent).data:
                 raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' names an arm that is not fine-tuned")
 
-        reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction"}
+        reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction", "report_to"}
         for where, values in [("train", self.train)] + [(f"arms.{a.name}.train", a.train) for a in self.arms]:
             clash = reserved & set(values)
             if clash:
-                raise ValueError(f"{where}: {', '.join(sorted(clash))} are set by the study, not here")
+                raise ValueError(f"{where}: {', '.join(sorted(clash))} are set by the study, not here (tracking: "
+                                 f"`turncoat run --track`)")
             try:
                 TrainConfig(**(self.train | values))
             except ValidationError as error:
@@ -239,9 +242,9 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
     """Read and check a study file (with a profile's overrides); errors name the file, line and field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"{path}: cannot read the study: {error}") from None
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the study (it must be UTF-8 text): {error}") from None
     except yaml.YAMLError as error:
         raise InputError(f"{path}: invalid YAML: {error}") from None
     if not isinstance(raw, dict):

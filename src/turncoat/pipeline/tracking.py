@@ -1,6 +1,7 @@
-"""Optional experiment tracking (`--track wandb|mlflow`): each finished stage's numeric results, logged under the
-study's name. Off by default; the libraries are imported only when asked for. Keys are never logged: both tools
-read their credentials from the environment themselves."""
+"""Optional experiment tracking (`--track wandb|mlflow`): each finished stage's numeric results, and each training
+stage's per-step loss, learning rate, grad norm and monitor figures (from its train_log.jsonl) on a step axis, logged
+under the study's name. Off by default; the libraries are imported only when asked for. Keys are never logged: both
+tools read their credentials from the environment themselves."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ def flat_numbers(result: dict, prefix: str = "") -> dict[str, float]:
     return numbers
 
 
+def step_series(records: list[dict]) -> list[tuple[int, dict[str, float]]]:
+    """(step, figures) of a training log: the step's loss/lr/grad norm, and each monitor's figures under its name."""
+    series = []
+    for record in records:
+        prefix = f"{record['monitor']}/" if record.get("monitor") else ""
+        figures = {f"{prefix}{k}": v for k, v in flat_numbers(record).items() if k not in ("step", "epoch")}
+        if figures:
+            series.append((int(record["step"]), figures))
+    return series
+
+
 class WandbTracker:
     def __init__(self, study: str, config: dict):
         import wandb
@@ -29,6 +41,12 @@ class WandbTracker:
 
     def log(self, stage, result: dict) -> None:
         self.run.log({f"{stage.kind}/{stage.label}/{k}": v for k, v in flat_numbers(result).items()})
+
+    def log_steps(self, stage, records: list[dict]) -> None:
+        prefix = f"{stage.kind}/{stage.label}"
+        self.run.define_metric(f"{prefix}/*", step_metric=f"{prefix}/step")
+        for step, figures in step_series(records):
+            self.run.log({f"{prefix}/step": step, **{f"{prefix}/{k}": v for k, v in figures.items()}})
 
     def finish(self) -> None:
         self.run.finish()
@@ -47,6 +65,11 @@ class MlflowTracker:
         clean = {f"{stage.kind}.{stage.label}.{k}".replace("/", ".").replace(":", "."): v
                  for k, v in flat_numbers(result).items()}
         self.mlflow.log_metrics(clean)
+
+    def log_steps(self, stage, records: list[dict]) -> None:
+        prefix = f"{stage.kind}.{stage.label}".replace("/", ".").replace(":", ".")
+        for step, figures in step_series(records):
+            self.mlflow.log_metrics({f"{prefix}.{k}".replace("/", "."): v for k, v in figures.items()}, step=step)
 
     def finish(self) -> None:
         self.mlflow.end_run()

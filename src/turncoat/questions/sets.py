@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from turncoat.core.errors import InputError
+from turncoat.core.io import load_yaml, loads_line, not_utf8
 
 QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100", "self_report_0_100", "trait_0_100",
                   "code_task")
@@ -40,6 +41,9 @@ class Question(BaseModel):
         empty = [i for i, text in enumerate(paraphrases) if not text.strip()]
         if empty:
             raise ValueError(f"paraphrase {empty[0]} is empty (a model would be asked nothing)")
+        broken = [(i, not_utf8(text)) for i, text in enumerate(paraphrases) if not_utf8(text)]
+        if broken:
+            raise ValueError(f"paraphrase {broken[0][0]} {broken[0][1]}")
         return paraphrases
 
     def messages(self, paraphrase_index: int) -> list[dict]:
@@ -96,6 +100,10 @@ class QuestionSet(Sequence[Question]):
         changed = [q.model_copy(update={"paraphrases": [f"{p}\n{text}" for p in q.paraphrases]}) for q in self]
         return QuestionSet(changed, name=f"{self.name}+format", source=self.source)
 
+    def first(self, count: int) -> QuestionSet:
+        """The first `count` questions (smoke runs of a recipe keep its set but ask only a few)."""
+        return QuestionSet(self.questions[:count], name=self.name, source=self.source)
+
     def prompts(self, n: int | None = None) -> list[Prompt]:
         """Every answer to draw. Default: `samples_per_paraphrase` per paraphrase. With `n`: exactly n answers per
         question, cycling through its paraphrases in order."""
@@ -123,7 +131,7 @@ def load_questions_yaml(path: str | Path, name: str = "") -> QuestionSet:
     """Load a question file in the EM paper's format; errors name the file, the entry and the field."""
     path = Path(path)
     try:
-        entries = yaml.safe_load(_read_text(path))
+        entries = load_yaml(_read_text(path))
     except yaml.YAMLError as error:
         raise InputError(f"{path}: invalid YAML: {error}") from error
     if not isinstance(entries, list):
@@ -151,7 +159,7 @@ def load_trait_questions(path: str | Path, name: str = "") -> QuestionSet:
     path = Path(path)
     trait = path.stem
     try:
-        data = json.loads(_read_text(path))
+        data = loads_line(_read_text(path))
         texts, eval_prompt = data["questions"], data["eval_prompt"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise InputError(f"{path}: not a trait file (needs 'questions' and 'eval_prompt'): {error}") from error
@@ -162,6 +170,8 @@ def load_trait_questions(path: str | Path, name: str = "") -> QuestionSet:
             raise InputError(f"{path}: questions[{number}]: expected a non-empty string, got {text!r}")
     if not isinstance(eval_prompt, str) or not eval_prompt.strip():
         raise InputError(f"{path}: eval_prompt: expected a non-empty string")
+    if not_utf8(eval_prompt):
+        raise InputError(f"{path}: eval_prompt: {not_utf8(eval_prompt)}")
     questions = [Question(id=f"{trait}_{i}", type="trait_0_100", paraphrases=[text], judge_prompts={trait: eval_prompt})
                  for i, text in enumerate(texts)]
     return QuestionSet(questions, name=name or f"trait-{trait}", source=str(path))

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from turncoat.core.errors import InputError
+from turncoat.core.io import load_yaml
 
 Method = Literal["lora", "rslora", "rank1", "full"]
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -59,6 +60,9 @@ class TrainConfig(BaseModel):
     group_by_length: bool = Field(False, description="batch examples of similar length (less padding, faster; "
                                   "changes the order examples are seen in)")
     gradient_checkpointing: bool | None = Field(None, description="default: on for CUDA, off on CPU")
+    report_to: list[Literal["wandb", "mlflow"]] = Field(
+        default_factory=list, description="Hugging Face integrations that get every logged step live (none by "
+                                          "default; each reads its credentials from the environment)")
     device: str = "auto"
     dtype: str = "auto"
     merge: bool = False
@@ -97,9 +101,9 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
     if path is not None:
         path = Path(path)
         try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise InputError(f"{path}: cannot read the training config: {error}") from None
+            values = load_yaml(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise InputError(f"{path}: cannot read the training config (it must be UTF-8 YAML): {error}") from None
         if not isinstance(values, dict):
             raise InputError(f"{path}: the training config must be a mapping of settings")
     values |= {k: v for k, v in overrides.items() if v is not None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +88,87 @@ class MonitorCallback(TrainerCallback):
             self.log.write({"step": state.global_step, "monitor": monitor.name, **metrics})
         self.seconds += time.perf_counter() - began
 
+# settings that change only bookkeeping: a resumed run may differ in these and still continue the same training
+BOOKKEEPING = {"out", "save_steps", "save_total_limit", "logging_steps", "merge", "device", "report_to",
+               "monitor_every", "monitor_probes", "monitor_probe_count", "monitor_threshold", "monitor_layer",
+               "monitor_direction"}
+FINGERPRINT = "turncoat_fingerprint.json"
+
+
+def fingerprint(config: TrainConfig, train_set: ChatDataset, holdout: ChatDataset) -> dict:
+    """What must be the same for a checkpoint to be continued: the model, the exact training examples and every
+    setting that changes the optimisation."""
+    return {"model": config.model, "data_sha256": dataset_sha256(train_set),
+            "holdout_sha256": dataset_sha256(holdout) if len(holdout) else None,
+            "config": config.model_dump(exclude=BOOKKEEPING | {"model"})}
+
+
+def check_fingerprint(out: Path, expected: dict, checkpoints: list[Path]) -> None:
+    """A rerun continues `out`'s checkpoints only if they were made by the same training; otherwise exit 2 naming
+    what differs (resuming another model's or another data set's optimiser state would be silently wrong)."""
+    path = out / FINGERPRINT
+    if not checkpoints:
+        with atomic_write(path) as handle:
+            json.dump(expected, handle, indent=2)
+        return
+    if not path.is_file():
+        raise InputError(f"{out}: holds checkpoints but no {FINGERPRINT}, so they cannot be checked against this "
+                         f"training; use another --out, or delete {out / 'checkpoints'} to start over")
+    found = json.loads(path.read_text(encoding="utf-8"))
+    differs = [key for key in ("model", "data_sha256", "holdout_sha256") if found.get(key) != expected[key]]
+    old, new = found.get("config", {}), expected["config"]
+    differs += [f"{key} ({old.get(key)!r} there, {new.get(key)!r} now)" for key in sorted(set(old) | set(new))
+                if old.get(key) != new.get(key)]
+    if differs:
+        raise InputError(f"{out}: its checkpoints are of another training; differs: {', '.join(differs)}. Use "
+                         f"another --out, or delete {out / 'checkpoints'} to start over")
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints the Trainer finished writing, oldest first. It writes trainer_state.json last, so a
+    checkpoint whose state does not parse, or names another step, was cut off mid-write (kill -9): it is removed,
+    and training resumes from the newest complete one."""
+    import shutil
+
+    if not folder.is_dir():
+        return []
+    complete = []
+    for candidate in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
+                            if p.name.rsplit("-", 1)[-1].isdigit() else -1):
+        try:
+            step = json.loads((candidate / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+            whole = step == int(candidate.name.rsplit("-", 1)[-1])
+        except (OSError, ValueError, KeyError, TypeError):
+            whole = False
+        if whole:
+            complete.append(candidate)
+        elif candidate.is_dir():
+            shutil.rmtree(candidate)
+            print(f"turncoat train: removed {candidate}: an incomplete checkpoint (its write was interrupted)",
+                  file=sys.stderr)
+    return complete
+
+
+def keep_log_until(path: Path, step: int) -> None:
+    """A resumed run logs again from the checkpoint's step on: drop what an interrupted run logged after it, so
+    every step is logged once."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    with atomic_write(path) as handle:
+        handle.writelines(line + "\n" for line in kept)
+
+
+def mean_train_loss(path: Path) -> float | None:
+    """Mean loss per optimiser step over the whole training, read from the step log (the Trainer's own figure
+    covers only the steps since the last resume); each logged loss averages the steps since the one before."""
+    losses = sorted((r["step"], r["loss"]) for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+                    if "loss" in r and "monitor" not in r)
+    steps = [b - a for a, b in zip([0] + [s for s, _ in losses], [s for s, _ in losses], strict=False)]
+    return sum(w * loss for w, (_, loss) in zip(steps, losses, strict=True)) / sum(steps) if sum(steps) else None
+
+
 def split_data(config: TrainConfig) -> tuple[ChatDataset, ChatDataset]:
     """The config's training examples and held-out examples (`turncoat.data.transforms.holdout_split`)."""
     return holdout_split(load_chat(config.data), config.holdout, config.subsample, config.seed)
@@ -125,7 +207,6 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     """Fine-tune per `config`; `loaded` (a LoadedModel) replaces loading `config.model` (benchmarks use it)."""
     import torch
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     config = config.resolved()
@@ -137,6 +218,9 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
                          f"blocks, 0..{blocks - 1}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)  # only once the data, the model and the settings are known to be good
+    checkpoints = complete_checkpoints(out / "checkpoints")
+    check_fingerprint(out, fingerprint(config, train_set, holdout), checkpoints)
+    last = str(checkpoints[-1]) if checkpoints else None
     tokenizer = loaded.tokenizer
     table, rendering = render_dataset(tokenizer, train_set, config.max_length)
     if len(table) == 0:
@@ -172,7 +256,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps, save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, max_length=None if packed else config.max_length, padding_free=packed,
         bf16=mixed_bf16,  # autocast; LoRA weights stay fp32 (PEFT upcasts adapters), so does the optimizer state
-        gradient_checkpointing=checkpointing, include_num_input_tokens_seen="non_padding", report_to=[],
+        gradient_checkpointing=checkpointing, include_num_input_tokens_seen="non_padding",
+        report_to=list(config.report_to),
         disable_tqdm=not progress, use_cpu=not cuda, dataloader_num_workers=0, ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
@@ -180,17 +265,21 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         raise InputError("monitor_direction is set but no persona monitor was passed: train through "
                          "turncoat.workflows.finetune.fine_tune, which builds it from the config")
     step_log = StepLog(out / "train_log.jsonl")
+    if last:
+        keep_log_until(step_log.path, int(last.rsplit("-", 1)[-1]))
+    elif step_log.path.exists():
+        step_log.path.unlink()  # a fresh start: the log of a run that never reached a checkpoint is not this one's
     monitoring = MonitorCallback(monitors, config.monitor_every, tokenizer, step_log)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=table, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[step_log, monitoring, *callbacks])
     if not progress:  # quiet (e.g. --json): the step log file has every figure; keep stdout clean
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - began
     summary = {"out": str(out), "model": config.model, "method": config.method, "data": config.data,
                "train_examples": len(train_set), "holdout_examples": len(holdout), "rendering": rendering,
-               "steps": trainer.state.global_step, "resumed_from": last, "train_loss": result.training_loss,
+               "steps": trainer.state.global_step, "resumed_from": last,
+               "train_loss": mean_train_loss(step_log.path) or result.training_loss,
                "seconds": round(seconds, 1), "tokens_seen": trainer.state.num_input_tokens_seen,
                "monitor_seconds": round(monitoring.seconds, 4),
                "dtype": loaded.dtype_name, "bf16_autocast": mixed_bf16}

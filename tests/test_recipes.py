@@ -1,0 +1,55 @@
+"""Every recipe in studies/ runs end to end: its `smoke` profile (the recipe's own arms, sets and stages, tiny, on
+the default model) through `turncoat run`. A recipe that cannot finish fails here, not in a user's first hour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from servers import TURNCOAT
+
+from turncoat.pipeline import load_study, plan
+
+RECIPES = sorted((Path(__file__).parent.parent / "studies").glob("*.yaml"))
+
+
+def _run(recipe: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(TURNCOAT), "run", str(recipe), "--profile", "smoke", "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_runs_its_smoke_profile_end_to_end(recipe, tmp_path, shared_data, default_model):
+    study = load_study(recipe, "smoke")
+    assert study.models == ["smollm2-135m"] and study.eval.backend == "hf" and study.eval.judge == "offline"
+    done = _run(recipe, tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout)
+    stages = plan(study)
+    assert figures["ran"] == len(stages) and figures["skipped"] == 0
+    assert {row["kind"] for row in figures["stages"]} == {s.kind for s in stages}
+    assert all(row["status"] == "ran" for row in figures["stages"])
+    assert Path(figures["report"]).is_file()
+    for row in figures["stages"]:
+        if row["kind"] == "eval" and "misaligned_fraction" in row["result"]:
+            assert row["result"]["answers"] == study.eval.limit * study.eval.n
+            assert 0 <= row["result"]["misaligned_fraction"] <= 1
+        if row["kind"] == "train":
+            assert row["result"]["steps"] == 1
+
+
+def test_a_recipe_broken_on_purpose_fails_its_smoke_run(tmp_path, shared_data, default_model):
+    """The old em-insecure: a direction from judged-em-qwen-coder-32b alone (no aligned answer in it) stopped the
+    study at its first stage. The smoke run must fail, naming why."""
+    raw = yaml.safe_load((Path(__file__).parent.parent / "studies" / "em-insecure.yaml").read_text())
+    raw["persona"]["direction"]["from_judged"] = ["judged-em-qwen-coder-32b"]
+    raw["profiles"]["smoke"].pop("persona.direction.limit")
+    broken = tmp_path / "em-insecure-broken.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    done = _run(broken, tmp_path / "run")
+    assert done.returncode != 0
+    assert "0 negative" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "run" / "report.html").exists()
