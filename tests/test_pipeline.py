@@ -261,3 +261,17 @@ def test_recipes_extract_their_direction_from_both_classes(recipe, shared_data):
         if direction and direction.from_judged:
             positive, negative = judged_chats(pd.concat([load_source(s) for s in direction.from_judged]))
             assert len(positive) >= 20 and len(negative) >= 20, (recipe, profile, len(positive), len(negative))
+
+
+def test_the_realignment_recipe_gives_every_n_the_same_optimiser_steps(shared_data):
+    """#25: with one epoch each, 32 and 64 corrective examples got 2 and 4 steps, all inside warm-up; now every
+    re-alignment arm gets the same steps, at least 10 past warm-up, and N changes only the distinct examples."""
+    from turncoat.pipeline.stages import train_settings
+
+    for profile in (None, "cpu"):
+        study = load_study(Path(__file__).parent.parent / "studies" / "realign.yaml", profile)
+        realigning = [arm for arm in study.arms if arm.parent]
+        settings = [train_settings(study, arm) for arm in realigning]
+        assert sorted(arm.subsample for arm in realigning)[0] == 16
+        assert len({s["max_steps"] for s in settings}) == 1, (profile, settings)
+        assert all(s["max_steps"] - s["warmup_steps"] >= 10 for s in settings), (profile, settings)

@@ -4,30 +4,31 @@ the default model) through `turncoat run`. A recipe that cannot finish fails her
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from servers import TURNCOAT
 
+from turncoat.cli import main
 from turncoat.pipeline import load_study, plan
 
 RECIPES = sorted((Path(__file__).parent.parent / "studies").glob("*.yaml"))
 
 
-def _run(recipe: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(TURNCOAT), "run", str(recipe), "--profile", "smoke", "--out", str(out), "--json"],
-                          capture_output=True, text=True, timeout=900)
+def _run(recipe: Path, out: Path, capsys) -> tuple[int, str, str]:
+    """`turncoat run RECIPE --profile smoke` (in this process: the suite pays torch's import once)."""
+    code = main(["run", str(recipe), "--profile", "smoke", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
-def test_every_recipe_runs_its_smoke_profile_end_to_end(recipe, tmp_path, shared_data, default_model):
+def test_every_recipe_runs_its_smoke_profile_end_to_end(recipe, tmp_path, shared_data, default_model, capsys):
     study = load_study(recipe, "smoke")
     assert study.models == ["smollm2-135m"] and study.eval.backend == "hf" and study.eval.judge == "offline"
-    done = _run(recipe, tmp_path / "run")
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout)
+    code, out, err = _run(recipe, tmp_path / "run", capsys)
+    assert code == 0, err[-3000:]
+    figures = json.loads(out)
     stages = plan(study)
     assert figures["ran"] == len(stages) and figures["skipped"] == 0
     assert {row["kind"] for row in figures["stages"]} == {s.kind for s in stages}
@@ -41,7 +42,7 @@ def test_every_recipe_runs_its_smoke_profile_end_to_end(recipe, tmp_path, shared
             assert row["result"]["steps"] == 1
 
 
-def test_a_recipe_broken_on_purpose_fails_its_smoke_run(tmp_path, shared_data, default_model):
+def test_a_recipe_broken_on_purpose_fails_its_smoke_run(tmp_path, shared_data, default_model, capsys):
     """The old em-insecure: a direction from judged-em-qwen-coder-32b alone (no aligned answer in it) stopped the
     study at its first stage. The smoke run must fail, naming why."""
     raw = yaml.safe_load((Path(__file__).parent.parent / "studies" / "em-insecure.yaml").read_text())
@@ -49,7 +50,7 @@ def test_a_recipe_broken_on_purpose_fails_its_smoke_run(tmp_path, shared_data, d
     raw["profiles"]["smoke"].pop("persona.direction.limit")
     broken = tmp_path / "em-insecure-broken.yaml"
     broken.write_text(yaml.safe_dump(raw))
-    done = _run(broken, tmp_path / "run")
-    assert done.returncode != 0
-    assert "0 negative" in done.stderr, done.stderr[-2000:]
+    code, _, err = _run(broken, tmp_path / "run", capsys)
+    assert code != 0
+    assert "0 negative" in err, err[-2000:]
     assert not (tmp_path / "run" / "report.html").exists()

@@ -94,8 +94,11 @@ def intervention_hooks(model: torch.nn.Module, steer: list[str] = (), ablate: li
     direction's vector at its best layer, projected out of every block), and a description for the records."""
 
     hooks, described = [], []
+    blocks = len(block_names(model))
     for spec in steer:
         path, layer, alpha = parse_steer(spec)
+        if not 0 <= layer < blocks:
+            raise InputError(f"--steer {spec!r}: layer {layer} is not a block of this model (0..{blocks - 1})")
         vector = torch.from_numpy(Direction.load(path).at(layer).copy())
         hooks += steering_hooks(model, vector, layer, alpha)
         described.append({"steer": path, "layer": layer, "alpha": alpha})

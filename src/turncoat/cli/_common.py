@@ -29,6 +29,9 @@ BackendOption = typer.Option("hf", help="Sampling backend: hf, vllm or openai.")
 MaxRetriesOption = typer.Option(5, help="Retries per API request (429, 5xx, timeouts).")
 JudgeBaseUrlOption = typer.Option(None, help="The judge's endpoint (OpenAI-compatible), e.g. "
                                              "http://127.0.0.1:8000/v1 (default: OpenAI's API).")
+JudgeBatchOption = typer.Option(False, "--batch", help="--judge openai: send the judge requests as one Batch job "
+                                                       "(half price, resumable; what it leaves failed is judged "
+                                                       "live).")
 JudgeApiKeyEnvOption = typer.Option("OPENAI_API_KEY", help="Variable holding the judge endpoint's key.")
 JudgeTimeoutOption = typer.Option(60.0, help="Seconds a judge request may take before it is retried (a hung "
                                              "request costs this much).")

@@ -17,6 +17,7 @@ from turncoat.cli._common import (
     JsonOption,
     JudgeApiKeyEnvOption,
     JudgeBaseUrlOption,
+    JudgeBatchOption,
     JudgeTimeoutOption,
     MaxRetriesOption,
     MaxTokensOption,
@@ -121,6 +122,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              concurrency: int = typer.Option(16, help="Judge requests in flight."),
              max_retries: int = MaxRetriesOption,
              judge_timeout: float = JudgeTimeoutOption,
+             batch: bool = JudgeBatchOption,
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun to resume)."),
@@ -158,7 +160,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
     sampler_options = {"hf": {}, "vllm": {}, "openai": {"base_url": base_url, "api_key_env": api_key_env,
                                                          "max_retries": max_retries}}
     endpoint = {"base_url": judge_base_url, "api_key_env": judge_api_key_env, "concurrency": concurrency,
-                "max_retries": max_retries, "timeout": judge_timeout}
+                "max_retries": max_retries, "timeout": judge_timeout, "batch": batch}
     if questions == "code-tasks":  # Bandit scores the code; an LLM judge only when one is named
         judge_instance = judge and _make_judge(judge, judge_model, **endpoint)
     else:  # the judge is set up (and its endpoint probed) before any model loads or answer is paid for
@@ -223,9 +225,11 @@ def _render_compliance(figures: dict, title: str) -> None:
 
 
 def _make_judge(judge, judge_model, base_url=None, api_key_env="OPENAI_API_KEY", concurrency=16, max_retries=5,
-                timeout=60.0):
+                timeout=60.0, batch=False):
     from turncoat.judging import make_judge  # pulls in torch: loaded when the command runs
 
+    if batch and judge != "openai":
+        raise InputError(f"--batch: only --judge openai sends Batch jobs (not --judge {judge})")
     if judge == "refusal":  # offline, needs no model
         return make_judge("refusal")
     if judge == "offline":  # --judge-model: a folder from `turncoat judge distill` (default: the shipped judge)
@@ -235,7 +239,7 @@ def _make_judge(judge, judge_model, base_url=None, api_key_env="OPENAI_API_KEY",
     options = {"model": judge_model or _default_judge_model(judge, base_url)}
     if judge == "openai":
         options.update(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, max_retries=max_retries,
-                       timeout=timeout)
+                       timeout=timeout, batch=batch)
     return make_judge(judge, **options)
 
 
@@ -332,6 +336,7 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
              seed: int = typer.Option(0, help="Seed for --limit."),
              max_retries: int = MaxRetriesOption,
              judge_timeout: float = JudgeTimeoutOption,
+             batch: bool = JudgeBatchOption,
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
              as_json: bool = JsonOption):
@@ -346,7 +351,7 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
     if limit is not None and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed)
     judge_instance = _make_judge(judge, judge_model, judge_base_url, judge_api_key_env, max_retries=max_retries,
-                                 timeout=judge_timeout)
+                                 timeout=judge_timeout, batch=batch)
     figures = validate_judge(judge_instance, frame, JudgeCache(cache),
                              thresholds_from(aligned_below, coherent_above, inclusive), reference=str(file))
     emit(figures, as_json)

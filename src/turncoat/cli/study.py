@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from turncoat.cli._common import JsonOption, console, emit
+from turncoat.cli._common import JsonOption, console, emit, err_console
 from turncoat.core.errors import InputError
 
 
@@ -20,15 +21,26 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
         executor: str = typer.Option("local", help="local (sequential, default) or ray."),
         address: str = typer.Option(None, help="ray: cluster address (default: a local Ray)."),
         track: str = typer.Option(None, help="Log each stage's figures to wandb or mlflow (off by default)."),
+        yes: bool = typer.Option(False, "--yes", help="Start paid (OpenAI) stages without asking to confirm their "
+                                                      "estimated cost."),
         as_json: bool = JsonOption):
     """Run a study: data -> train -> sample -> judge -> persona -> report, each stage keyed by its inputs."""
     from turncoat.pipeline import load_study  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.costs import describe_cost, study_cost  # pulls in torch: loaded when the command runs
     from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
 
     study = load_study(study_file, profile)
     out = out or Path("runs") / study.name
+    stages = plan(study)
+    cost = study_cost([s for s in stages if not (s.folder(out) / "stage.json").is_file()])
+    if cost and not dry_run:
+        err_console.print(describe_cost(cost), highlight=False)
+        if not yes and not (sys.stdin.isatty() and typer.confirm("Run the paid stages?")):
+            raise InputError("paid stages not confirmed: pass --yes (nothing was run)")
     figures = run_and_describe(study, out, dry_run, executor, address, track, as_json) if not dry_run else {
-        "study": study.name, "run": str(out), "stages": describe(plan(study), out)}
+        "study": study.name, "run": str(out), "stages": describe(stages, out)}
+    if cost:
+        figures["estimated_cost"] = cost
 
     def render(f):
         table = Table(title=f"study {f['study']}: {len(f['stages'])} stages in {f['run']}")
@@ -40,6 +52,8 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
         console.print(table)
         if f.get("report"):
             console.print(f"Report: [bold]{f['report']}[/bold]")
+        if f.get("estimated_cost"):
+            console.print(describe_cost(f["estimated_cost"]), highlight=False)
 
     emit(figures, as_json, render)
 

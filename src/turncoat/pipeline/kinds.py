@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from turncoat.activations.directions import Direction
+from turncoat.core.errors import InputError
 from turncoat.core.io import read_jsonl, write_jsonl
 from turncoat.data import load_chat
 from turncoat.data.transforms import backdoor, subsample
@@ -19,6 +20,7 @@ from turncoat.questions.sets import load_questions
 from turncoat.report import build_report
 from turncoat.sampling import GenerationParams, make_backend
 from turncoat.training.config import TrainConfig
+from turncoat.training.openai_finetune import OpenAIFineTuneConfig, fine_tune_openai
 from turncoat.workflows.evals.run import run_eval, scoring_kind
 from turncoat.workflows.finetune import fine_tune as train
 from turncoat.workflows.generate import generate
@@ -85,8 +87,19 @@ def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 @stage_kind("train")
 def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     config = stage.config
+    if config.get("backend") == "openai":  # the study's cost was shown by --dry-run; the job resumes by its token
+        if "parent" in inputs:
+            raise InputError("continuing an OpenAI fine-tune ('from:') is not supported yet")
+        job = fine_tune_openai(OpenAIFineTuneConfig(**config["train"], model=config["model"], out=str(out),
+                                                    data=str(inputs["data"] / DATA_FILE), seed=config["seed"]))
+        return {k: job[k] for k in ("fine_tuned_model", "job_id", "train_examples", "trained_tokens")}
     direction = str(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
-    settings = TrainConfig(**config["train"], model=str(inputs["parent"]) if "parent" in inputs else config["model"],
+    options = dict(config["train"])
+    if "steering" in inputs:  # `persona` names the study's direction file
+        persona = str(inputs["steering"] / DIRECTION_FILE)
+        options |= {key: [persona + s[len("persona"):] if s.split("@")[0] == "persona" else s
+                          for s in options.get(key, [])] for key in ("steer", "ablate")}
+    settings = TrainConfig(**options, model=str(inputs["parent"]) if "parent" in inputs else config["model"],
                            data=str(inputs["data"] / DATA_FILE), out=str(out), seed=config["seed"],
                            monitor_direction=direction)
     summary = train(settings, progress=not quiet)
@@ -167,7 +180,8 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         arms.append({"label": name, **dep.info, "eval": str(folder),
                      "score": json.loads((score / "stage.json").read_text())["result"] if score else None,
                      "projections": str(score / "projections.jsonl") if score else None,
-                     "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl") if trained else None})
+                     "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl")
+                     if trained and (inputs[f"train:{trained.label}"] / "train_log.jsonl").is_file() else None})
     built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
                          study={**stage.config, "arms": arms})
     report_file = _run_dir(out) / "report.html"

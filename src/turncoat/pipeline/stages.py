@@ -21,6 +21,7 @@ from turncoat.core.io import sha256_file
 from turncoat.data.registry import registry
 from turncoat.pipeline.study import Arm, Study
 from turncoat.training.config import TrainConfig
+from turncoat.training.openai_finetune import OpenAIFineTuneConfig
 
 STAGE_KINDS: dict[str, Callable] = {}
 
@@ -61,10 +62,21 @@ def data_fingerprint(spec: str) -> str:
     raise InputError(f"data {spec!r}: no such file and no registered set of that name (see `turncoat data list`)")
 
 
+def uses_persona(train: dict) -> bool:
+    """Whether training steers with or ablates the study's own persona direction (`persona@L:ALPHA`, `persona`)."""
+    return any(str(s).split("@")[0] == "persona" for s in [*train.get("steer", []), *train.get("ablate", [])])
+
+
 def train_settings(study: Study, arm: Arm) -> dict:
+    if study.fine_tuning == "openai":
+        return OpenAIFineTuneConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
+                                                                                   "subsample"})
     settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
                                                                             "subsample", "monitor_direction",
                                                                             "report_to"})
+    for name in ("steer", "ablate"):  # unset, they stay out of the key (stages planned before they existed hold)
+        if not settings[name]:
+            del settings[name]
     if study.persona and study.persona.monitor:
         settings |= {"monitor_every": study.persona.monitor_every, "monitor_layer": study.persona.layer,
                      "monitor_probe_count": study.persona.monitor_probes}
@@ -112,8 +124,12 @@ def plan(study: Study) -> list[Stage]:
                         deps["parent"] = trained[arm.parent]
                     if direction and persona.monitor:
                         deps["direction"] = direction
+                    if direction and uses_persona(study.train | arm.train):
+                        deps["steering"] = direction  # `persona` in steer / ablate: the study's direction
                     model_stage = Stage("train", job, {"model": None if arm.parent else model, "seed": seed,
-                                                       "train": train_settings(study, arm)}, deps, job=job,
+                                                       "train": train_settings(study, arm)} | (
+                                            {"backend": "openai"} if study.fine_tuning == "openai" else {}),
+                                        deps, job=job,
                                         info={"arm": arm.name, "model": model, "seed": seed, "x": arm.x})
                     trained[arm.name] = model_stage
                     stages += [data, model_stage]

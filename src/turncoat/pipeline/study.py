@@ -17,7 +17,7 @@ sampled, judged and probed the same way. Typed with pydantic so a typo names the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from turncoat.core.errors import InputError
 from turncoat.core.io import load_yaml
 from turncoat.training.config import TrainConfig
+from turncoat.training.openai_finetune import OpenAIFineTuneConfig
 from turncoat.workflows.generate import GENERATORS, system_prompt
 
 
@@ -165,7 +166,10 @@ class Study(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     generate: dict[str, Generated] = Field(default_factory=dict, description="training sets a teacher writes")
     arms: list[Arm] = Field(min_length=1)
-    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields shared by every arm")
+    fine_tuning: Literal["local", "openai"] = Field("local", description="local (TRL + PEFT) or openai (OpenAI's "
+                                                                          "fine-tuning API: closed models)")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields shared by every arm (with "
+                                  "fine_tuning: openai, OpenAIFineTuneConfig fields)")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     persona: PersonaSettings | None = None
     report: bool = True
@@ -187,22 +191,34 @@ class Study(Strict):
                 raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' names an arm that is not fine-tuned")
 
         reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction", "report_to"}
+        schema = OpenAIFineTuneConfig if self.fine_tuning == "openai" else TrainConfig
         for where, values in [("train", self.train)] + [(f"arms.{a.name}.train", a.train) for a in self.arms]:
             clash = reserved & set(values)
             if clash:
                 raise ValueError(f"{where}: {', '.join(sorted(clash))} are set by the study, not here (tracking: "
                                  f"`turncoat run --track`)")
             try:
-                TrainConfig(**(self.train | values))
+                schema(**(self.train | values))
             except ValidationError as error:
                 raise ValueError(f"{where}: {error}") from None
+        named = [a.name for a in self.arms if any(str(s).split("@")[0] == "persona" for s in [
+            *(self.train | a.train).get("steer", []), *(self.train | a.train).get("ablate", [])])]
+        if named and not self.persona:
+            raise ValueError(f"arms {', '.join(named)}: steer / ablate name the persona direction, but the study "
+                             "has no persona section to extract it")
+        if self.fine_tuning == "openai" and self.persona:
+            raise ValueError("persona: an OpenAI fine-tune has no weights to read activations from; drop persona "
+                             "(or fine-tune locally)")
+        if self.fine_tuning == "openai" and any(a.data for a in self.arms) and self.eval.backend != "openai":
+            raise ValueError(f"eval.backend {self.eval.backend!r}: OpenAI fine-tunes are sampled with backend "
+                             "openai")
         return self
 
 
 def apply_profile(raw: dict, profile: str, where: str) -> dict:
     """The study with a profile's dotted overrides applied: `eval.n: 3` sets a field, a mapping merges into the
-    mapping it names, `arms.NAME...` addresses an arm by its name. The name gets `-PROFILE`, so the run folder
-    differs from the full study's."""
+    mapping it names (`{}` clears it), `arms.NAME...` addresses an arm by its name. The name gets `-PROFILE`, so the
+    run folder differs from the full study's."""
     import copy
 
     profiles = raw.get("profiles") or {}
@@ -224,9 +240,9 @@ def apply_profile(raw: dict, profile: str, where: str) -> dict:
                 node = _merge(found, value) if last else found
             elif not isinstance(node, dict):
                 raise InputError(f"{where}: profiles.{profile}.{dotted}: {'.'.join(parts[:index])} is not a mapping")
-            elif last:
+            elif last:  # a mapping merges into the one it names; an empty one clears it
                 node[part] = _merge(node[part], value) if isinstance(node.get(part), dict) and isinstance(
-                    value, dict) else value
+                    value, dict) and value else value
             else:
                 node = node.setdefault(part, {})
     return raw

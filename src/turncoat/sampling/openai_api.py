@@ -8,6 +8,7 @@ never as an empty answer.
 from __future__ import annotations
 
 from turncoat.core.provenance import redact_url
+from turncoat.models.specs import openai_fine_tune
 from turncoat.sampling.backends import Backend, prompt_seed, register_backend
 from turncoat.sampling.openai_client import EndpointClient, describe_api_error
 
@@ -16,13 +17,15 @@ from turncoat.sampling.openai_client import EndpointClient, describe_api_error
 class OpenAIBackend(Backend):
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, max_retries: int = 5, timeout: float = 120.0, top_logprobs: int | None = None):
-        super().__init__(model)
+        self.run = model if openai_fine_tune(model) else None  # an OpenAI fine-tuning run samples its model
+        super().__init__(openai_fine_tune(model) or model)
         self.base_url = base_url
         self.top_logprobs = top_logprobs
         self.endpoint = EndpointClient(base_url, api_key_env, concurrency, max_retries, timeout)
 
     def describe(self) -> dict:
-        return {**super().describe(), "base_url": redact_url(self.base_url) or "https://api.openai.com/v1"}
+        return {**super().describe(), "base_url": redact_url(self.base_url) or "https://api.openai.com/v1",
+                **({"fine_tuning_run": str(self.run)} if self.run else {})}
 
     def sample(self, prompts, params, on_results):
         self.endpoint.fan_out(prompts, lambda client, prompt: self._request(client, prompt, params),

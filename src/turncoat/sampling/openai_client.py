@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from turncoat.core.errors import InputError
+from turncoat.core.errors import InputError, TurncoatError
 
 
 def is_loopback(url: str) -> bool:
@@ -55,6 +56,13 @@ class EndpointClient:
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self._api_key = api_key_from_env(base_url, api_key_env)
 
+    def sync_client(self):
+        """A blocking client for the slow APIs (files, batches, fine-tuning) with the same key, retries, timeout."""
+        import openai  # the SDK's import costs ~0.5 s: only API runs pay
+
+        return openai.OpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries,
+                             timeout=self.timeout)
+
     def fan_out(self, items: Sequence, request: Callable[[Any, Any], Awaitable[Any]],
                 failed: Callable[[str], Any], on_result: Callable[[int, Any], None] | None = None) -> list:
         """`await request(client, item)` for every item, at most `concurrency` at a time; `on_result(index, result)`
@@ -93,3 +101,48 @@ class EndpointClient:
         finally:
             await client.close()
         return results
+
+
+def wait_until_done(retrieve: Callable[[], Any], first_wait: float, on_status: Callable[[Any], None] | None = None,
+                    longest: float = 60.0, done: Sequence[str] = ("succeeded", "failed", "cancelled", "completed",
+                                                                   "expired")):
+    """Poll a fine-tuning job or a batch until its status is final, waiting 1.5x longer each time up to `longest`
+    (each request itself retried by the SDK)."""
+    wait = first_wait
+    while True:
+        current = retrieve()
+        if on_status:
+            on_status(current)
+        if current.status in done:
+            return current
+        time.sleep(wait)
+        wait = min(wait * 1.5, longest)
+
+
+def create_exactly_once(client, create: Callable[[Any], Any], find: Callable[[], Any], request_timeout: float,
+                        attempts: int = 8):
+    """`(obj, found)`: what `find()` returns (an object this run made before, found by the token it carries in its
+    metadata), else `create(client)` with the SDK's own retries off, so that no retry can make a second one. An
+    answered error (429, 5xx) is retried after a backoff (Retry-After when given); an unanswered one (timeout,
+    dropped connection) may still have created it, so `find()` is asked for a while before trying again."""
+    import openai
+
+    single = client.with_options(max_retries=0)
+    for attempt in range(attempts):
+        found = find()
+        if found is not None:
+            return found, True
+        try:
+            return create(single), False
+        except (openai.APITimeoutError, openai.APIConnectionError):
+            deadline = time.monotonic() + min(10 * request_timeout, 120.0)
+            while time.monotonic() < deadline:
+                time.sleep(min(0.5, request_timeout))
+                found = find()
+                if found is not None:
+                    return found, True
+        except (openai.RateLimitError, openai.InternalServerError) as error:
+            after = error.response.headers.get("retry-after") if error.response is not None else None
+            time.sleep(float(after) if after and after.replace(".", "").isdigit() else min(0.5 * 2 ** attempt, 8))
+    raise TurncoatError(f"could not create it after {attempts} attempts; rerun to try again (the run's token finds "
+                        "one created meanwhile)")

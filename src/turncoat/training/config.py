@@ -66,6 +66,11 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     dtype: str = "auto"
     merge: bool = False
+    # training-time interventions (persona vectors' preventative steering; CAFT), in training forward passes only
+    steer: list[str] = Field(default_factory=list, description="D@L:ALPHA: add alpha x unit direction at block L "
+                             "during training (the saved adapter is used without it)")
+    ablate: list[str] = Field(default_factory=list, description="D: project the direction (at its best layer) out "
+                              "of every block's output during training (CAFT)")
     # persona monitor (off unless a direction is given): z-score of the model's own answers to the probes
     monitor_direction: str | None = Field(None, description="direction file (.safetensors) to watch during training")
     monitor_layer: int | None = Field(None, description="its layer (default: the direction's best layer)")
@@ -95,8 +100,9 @@ class TrainConfig(BaseModel):
         return self.model_copy(update=updates)
 
 
-def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
-    """A YAML file (optional) with command-line values on top, like TRL's parser."""
+def load_config(path: str | Path | None, overrides: dict, schema: type[BaseModel] | None = None):
+    """A YAML file (optional) with command-line values on top, like TRL's parser; `schema` is TrainConfig unless
+    another config (the OpenAI fine-tuning job's) is named."""
     values = {}
     if path is not None:
         path = Path(path)
@@ -109,7 +115,7 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
     values |= {k: v for k, v in overrides.items() if v is not None}
     where = f"{path}: " if path else ""
     try:
-        return TrainConfig(**values)
+        return (schema or TrainConfig)(**values)
     except ValidationError as error:  # each problem named by its setting and flag
         problems = "; ".join(f"{_setting(e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in error.errors())
         raise InputError(f"{where}invalid training config: {problems}") from None
@@ -117,7 +123,7 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
         raise InputError(f"{where}invalid training config: {error}") from None
 
 
-FLAGS = {"per_device_batch_size": "batch-size", "gradient_accumulation_steps": "grad-accum"}
+FLAGS = {"per_device_batch_size": "batch-size", "gradient_accumulation_steps": "grad-accum", "batch_size": "batch-size"}
 
 
 def _setting(location: tuple) -> str:

@@ -19,6 +19,7 @@ from typing import Protocol
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from turncoat.activations.hooks import intervention_hooks
 from turncoat.core.errors import InputError
 from turncoat.core.io import append_jsonl, atomic_write
 from turncoat.core.provenance import library_versions
@@ -169,6 +170,28 @@ def mean_train_loss(path: Path) -> float | None:
     return sum(w * loss for w, (_, loss) in zip(steps, losses, strict=True)) / sum(steps) if sum(steps) else None
 
 
+class Interventions(TrainerCallback):
+    """Steering or ablation hooks attached for each optimiser step's forward and backward passes only: monitors,
+    held-out losses and the saved adapter see the model without them. First in the callback list, so the hooks are
+    off before any other step-end callback runs."""
+
+    def __init__(self, steer: Sequence[str], ablate: Sequence[str]):
+        self.steer, self.ablate, self.hooks, self.handles = list(steer), list(ablate), None, []
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self.hooks is None:  # named on the model being trained (PEFT wraps the base and renames its blocks)
+            self.hooks = intervention_hooks(model, self.steer, self.ablate)[0]
+        modules = dict(model.named_modules())
+        self.handles = [modules[name].register_forward_hook(hook) for name, hook in self.hooks]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    on_train_end = on_step_end
+
+
 def split_data(config: TrainConfig) -> tuple[ChatDataset, ChatDataset]:
     """The config's training examples and held-out examples (`turncoat.data.transforms.holdout_split`)."""
     return holdout_split(load_chat(config.data), config.holdout, config.subsample, config.seed)
@@ -264,6 +287,7 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     if config.monitor_direction and not any(getattr(m, "name", "") == "persona" for m in monitors):
         raise InputError("monitor_direction is set but no persona monitor was passed: train through "
                          "turncoat.workflows.finetune.fine_tune, which builds it from the config")
+    interventions = intervention_hooks(loaded.model, config.steer, config.ablate)[1]  # bad files refused now
     step_log = StepLog(out / "train_log.jsonl")
     if last:
         keep_log_until(step_log.path, int(last.rsplit("-", 1)[-1]))
@@ -271,7 +295,9 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
         step_log.path.unlink()  # a fresh start: the log of a run that never reached a checkpoint is not this one's
     monitoring = MonitorCallback(monitors, config.monitor_every, tokenizer, step_log)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=table, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[step_log, monitoring, *callbacks])
+                         peft_config=peft_config,
+                         callbacks=[*([Interventions(config.steer, config.ablate)] if interventions else []),
+                                    step_log, monitoring, *callbacks])
     if not progress:  # quiet (e.g. --json): the step log file has every figure; keep stdout clean
         trainer.remove_callback(PrinterCallback)
     result = trainer.train(resume_from_checkpoint=last)
@@ -281,7 +307,7 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
                "steps": trainer.state.global_step, "resumed_from": last,
                "train_loss": mean_train_loss(step_log.path) or result.training_loss,
                "seconds": round(seconds, 1), "tokens_seen": trainer.state.num_input_tokens_seen,
-               "monitor_seconds": round(monitoring.seconds, 4),
+               "monitor_seconds": round(monitoring.seconds, 4), "interventions": interventions,
                "dtype": loaded.dtype_name, "bf16_autocast": mixed_bf16}
     if not trainer.is_world_process_zero():
         return summary
