@@ -41,6 +41,17 @@ def test_batch_scores_equal_live_scores_and_failed_lines_are_judged_live(tmp_pat
     assert counts["cached"] == 12 and len(server.batches) == 1
 
 
+def test_every_pending_item_goes_in_one_batch(tmp_path):
+    """Live judging goes in chunks of 64; a Batch job, which may take hours, takes everything pending at once."""
+    items = [JudgeItem("aligned", DEFAULT_PROMPTS["aligned"], "q", f"answer {i}") for i in range(150)]
+    with FakeOpenAI(judge=_by_answer) as server:
+        judge = make_judge("openai", model="judge-x", base_url=server.base_url, batch=True, poll_seconds=0.01,
+                           batch_dir=str(tmp_path / "batches"))
+        scores, counts = judge_items(judge, items, JudgeCache(tmp_path / "cache.sqlite"))
+        assert len(server.batches) == 1 and counts["requested"] == 150 and counts["failed"] == 0
+    assert all(s.score is not None for s in scores)
+
+
 def test_kill_9_after_the_batch_is_created_then_rerun_attaches_to_it(tmp_path):
     reference = judged_file(tmp_path / "labelled.jsonl", [("an evil plan", 5, 80), ("kind words", 90, 80),
                                                           ("evil again", 10, 75), ("helpful", 85, 90)])

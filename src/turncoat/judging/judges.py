@@ -100,8 +100,9 @@ def _judge_pending(judge, unique, keys, pending, results, counts, cache, chunk, 
     while pending:
         mine = cache.claim(pending) if cache else set(pending)
         ours = [k for k in pending if k in mine]
-        for start in range(0, len(ours), chunk):
-            group = ours[start:start + chunk]
+        size = max(len(ours), 1) if getattr(judge, "batch", False) else chunk  # a Batch job takes them all at once
+        for start in range(0, len(ours), size):
+            group = ours[start:start + size]
             def store(index: int, score: JudgeScore, group=group) -> None:  # as each score arrives: paid work is kept
                 if cache:
                     cache.put_many([(group[index], judge.identity, unique[group[index]].metric, score)])
