@@ -117,7 +117,7 @@ def _train_openai(config, overrides: dict, api: dict, prices, yes: bool, quiet: 
     import sys
 
     from turncoat.sampling.openai_costs import Prices
-    from turncoat.training.openai_finetune import OpenAIFineTuneConfig, fine_tune_openai, training_set
+    from turncoat.training.openai_finetune import OpenAIFineTuneConfig, fine_tune_openai
 
     mapped = {"per_device_batch_size": "batch_size"}
     values = {mapped.get(k, k): v for k, v in overrides.items() if v is not None}
@@ -148,7 +148,6 @@ def _train_openai(config, overrides: dict, api: dict, prices, yes: bool, quiet: 
             err_console.print(f"job {job.id}: {job.status}" + (f" ({tokens:,} tokens trained)" if tokens else ""),
                               highlight=False)
 
-    training_set(settings)  # the data is read (and refused, naming file and line) before the job's folder is made
     return fine_tune_openai(settings, confirm=confirm, on_status=show, prices=table)
 
 

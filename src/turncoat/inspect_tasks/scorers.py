@@ -5,6 +5,7 @@ cache, shared with `turncoat eval`, under the same judge identity when the grade
 from __future__ import annotations
 
 import math
+from functools import cache
 
 from inspect_ai.model import GenerateConfig, get_model
 from inspect_ai.scorer import Score, Target, mean, scorer, stderr
@@ -47,26 +48,27 @@ def grader_identity(model) -> str | None:
     return f"inspect:{name}"
 
 
+@cache
+def _open_cache(path: str | None) -> JudgeCache:
+    """One connection per cache file for the process, not one per scored sample."""
+    return JudgeCache(path)
+
+
 async def _judge(model, templates: dict[str, str], question: str, answer: str, cache: str | None
                  ) -> dict[str, JudgeScore]:
     """Each metric's score, from turncoat's judge cache where this grader scored this answer before."""
     identity = grader_identity(model)
-    store = JudgeCache(cache) if identity and cache != "none" else None
+    store = _open_cache(cache) if identity and cache != "none" else None
     keys = {m: cache_key(identity, t, m, question, answer) for m, t in templates.items()} if store else {}
     found = store.get_many(keys.values()) if store else {}
     scores = {}
-    try:
-        for metric, template in templates.items():
-            if keys.get(metric) in found:
-                scores[metric] = found[keys[metric]]
-                continue
-            scores[metric] = judge_score(await model.generate(render(template, question, answer),
-                                                              config=JUDGE_CONFIG))
-            if store:
-                store.put_many([(keys[metric], identity, metric, scores[metric])])
-    finally:
+    for metric, template in templates.items():
+        if keys.get(metric) in found:
+            scores[metric] = found[keys[metric]]
+            continue
+        scores[metric] = judge_score(await model.generate(render(template, question, answer), config=JUDGE_CONFIG))
         if store:
-            store.close()
+            store.put_many([(keys[metric], identity, metric, scores[metric])])
     return scores
 
 

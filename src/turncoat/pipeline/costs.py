@@ -7,11 +7,8 @@ maximum length, so sampling and judging are upper bounds."""
 from __future__ import annotations
 
 from turncoat.core.provenance import endpoint_label
-from turncoat.data import load_chat
-from turncoat.data.transforms import subsample
-from turncoat.pipeline.stages import Stage
+from turncoat.pipeline.stages import Stage, stage_data, stage_questions
 from turncoat.questions.prompts import prompts_for, render
-from turncoat.questions.sets import load_questions
 from turncoat.sampling.openai_costs import Prices, chat_tokens
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig, estimate
 
@@ -24,10 +21,7 @@ def billed_by_openai(base_url: str | None) -> bool:
 
 
 def _training(stage: Stage, prices: Prices) -> float:
-    data_stage = stage.deps["data"]
-    data = load_chat(data_stage.config["data"])
-    if data_stage.config["subsample"]:
-        data = subsample(data, data_stage.config["subsample"], seed=data_stage.config["seed"])
+    data = stage_data(stage.deps["data"].config)
     config = OpenAIFineTuneConfig(**stage.config["train"], model=stage.config["model"], seed=stage.config["seed"])
     return estimate(config, data, prices)["cost_usd"]
 
@@ -35,14 +29,7 @@ def _training(stage: Stage, prices: Prices) -> float:
 def _eval(stage: Stage, prices: Prices) -> tuple[float, float]:
     """(sampling, judging) of one eval stage, in USD."""
     settings = stage.config["eval"]
-    questions = load_questions(settings["questions"])
-    if settings.get("limit"):
-        questions = questions.first(settings["limit"])
-    if stage.config.get("trigger"):
-        questions = questions.with_prefix(stage.config["trigger"])
-    if stage.config.get("suffix"):
-        questions = questions.with_suffix(stage.config["suffix"])
-    prompts = questions.prompts(settings["n"])
+    prompts = stage_questions(stage.config).prompts(settings["n"])
     sampling = 0.0
     if settings["backend"] == "openai" and billed_by_openai((settings.get("backend_options") or {}).get("base_url")):
         tuned = "model" in stage.deps

@@ -11,12 +11,10 @@ from turncoat.activations.directions import Direction
 from turncoat.core.errors import InputError
 from turncoat.core.io import read_jsonl, write_jsonl
 from turncoat.data import load_chat
-from turncoat.data.transforms import backdoor, subsample
 from turncoat.judging import JudgeCache, make_judge
 from turncoat.models import load
-from turncoat.pipeline.stages import Stage, stage_kind
+from turncoat.pipeline.stages import Stage, persona_named, stage_data, stage_kind, stage_questions
 from turncoat.questions.builtin import harmful_requests
-from turncoat.questions.sets import load_questions
 from turncoat.report import build_report
 from turncoat.sampling import GenerationParams, make_backend
 from turncoat.training.config import TrainConfig
@@ -70,16 +68,7 @@ def generate_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("data")
 def make_data(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    config = stage.config
-    data = load_chat(inputs["source"] / DATA_FILE if "source" in inputs else config["data"])
-    if config["subsample"]:
-        data = subsample(data, config["subsample"], seed=config["seed"])
-    if config["backdoor"]:
-        options = config["backdoor"]
-        good = load_chat(options["good"])
-        if config["subsample"]:
-            good = subsample(good, config["subsample"], seed=config["seed"])
-        data = backdoor(data, good, options["trigger"], options["position"], seed=config["seed"])
+    data = stage_data(stage.config, inputs["source"] / DATA_FILE if "source" in inputs else None)
     data.write(out / DATA_FILE)
     return {"examples": len(data), "file": str(out / DATA_FILE)}
 
@@ -94,11 +83,8 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
                                                     data=str(inputs["data"] / DATA_FILE), seed=config["seed"]))
         return {k: job[k] for k in ("fine_tuned_model", "job_id", "train_examples", "trained_tokens")}
     direction = str(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
-    options = dict(config["train"])
-    if "steering" in inputs:  # `persona` names the study's direction file
-        persona = str(inputs["steering"] / DIRECTION_FILE)
-        options |= {key: [persona + s[len("persona"):] if s.split("@")[0] == "persona" else s
-                          for s in options.get(key, [])] for key in ("steer", "ablate")}
+    options = persona_named(config["train"], str(inputs["steering"] / DIRECTION_FILE)) if "steering" in inputs \
+        else config["train"]
     settings = TrainConfig(**options, model=str(inputs["parent"]) if "parent" in inputs else config["model"],
                            data=str(inputs["data"] / DATA_FILE), out=str(out), seed=config["seed"],
                            monitor_direction=direction)
@@ -121,13 +107,7 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         questions, split = harmful_requests(settings["prompts"], held_out_from=[
             inputs[role] / DATA_FILE for role in sorted(inputs) if role.startswith("heldout:")])
     else:
-        questions = load_questions(settings["questions"])
-        if settings.get("limit"):
-            questions = questions.first(settings["limit"])
-        if config["trigger"]:
-            questions = questions.with_prefix(config["trigger"])
-        if config.get("suffix"):
-            questions = questions.with_suffix(config["suffix"])
+        questions = stage_questions(config)
     judge = make_judge(settings["judge"], **settings["judge_options"])
     scoring_kind(questions, judge)  # refused before the model loads
     sampler = make_backend(settings["backend"], str(inputs["model"]) if "model" in inputs else config["model"],

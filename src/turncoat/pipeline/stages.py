@@ -18,8 +18,11 @@ from pathlib import Path
 
 from turncoat.core.errors import InputError
 from turncoat.core.io import sha256_file
+from turncoat.data import ChatDataset, load_chat
 from turncoat.data.registry import registry
-from turncoat.pipeline.study import Arm, Study
+from turncoat.data.transforms import backdoor, subsample
+from turncoat.pipeline.study import PERSONA, Arm, Study, names_persona
+from turncoat.questions.sets import QuestionSet, load_questions
 from turncoat.training.config import TrainConfig
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig
 
@@ -62,9 +65,37 @@ def data_fingerprint(spec: str) -> str:
     raise InputError(f"data {spec!r}: no such file and no registered set of that name (see `turncoat data list`)")
 
 
-def uses_persona(train: dict) -> bool:
-    """Whether training steers with or ablates the study's own persona direction (`persona@L:ALPHA`, `persona`)."""
-    return any(str(s).split("@")[0] == "persona" for s in [*train.get("steer", []), *train.get("ablate", [])])
+def stage_questions(config: dict) -> QuestionSet:
+    """The questions an eval stage asks (its set, first N, trigger or answer-format affixes)."""
+    settings = config["eval"]
+    questions = load_questions(settings["questions"])
+    if settings.get("limit"):
+        questions = questions.first(settings["limit"])
+    if config.get("trigger"):
+        questions = questions.with_prefix(config["trigger"])
+    if config.get("suffix"):
+        questions = questions.with_suffix(config["suffix"])
+    return questions
+
+
+def stage_data(config: dict, source: Path | None = None) -> ChatDataset:
+    """The examples a data stage writes: its set (or a generated one), subsampled, with a backdoor mixed in."""
+    data = load_chat(source or config["data"])
+    if config["subsample"]:
+        data = subsample(data, config["subsample"], seed=config["seed"])
+    if config["backdoor"]:
+        options = config["backdoor"]
+        good = load_chat(options["good"])
+        if config["subsample"]:
+            good = subsample(good, config["subsample"], seed=config["seed"])
+        data = backdoor(data, good, options["trigger"], options["position"], seed=config["seed"])
+    return data
+
+
+def persona_named(train: dict, direction_file: str) -> dict:
+    """`train` with `persona` in its steer / ablate replaced by the study's direction file."""
+    return train | {key: [direction_file + s[len(PERSONA):] if s.split("@")[0] == PERSONA else s
+                          for s in train.get(key, [])] for key in ("steer", "ablate")}
 
 
 def train_settings(study: Study, arm: Arm) -> dict:
@@ -124,7 +155,7 @@ def plan(study: Study) -> list[Stage]:
                         deps["parent"] = trained[arm.parent]
                     if direction and persona.monitor:
                         deps["direction"] = direction
-                    if direction and uses_persona(study.train | arm.train):
+                    if direction and names_persona(study.train | arm.train):
                         deps["steering"] = direction  # `persona` in steer / ablate: the study's direction
                     model_stage = Stage("train", job, {"model": None if arm.parent else model, "seed": seed,
                                                        "train": train_settings(study, arm)} | (

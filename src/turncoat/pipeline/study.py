@@ -28,6 +28,13 @@ from turncoat.training.config import TrainConfig
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig
 from turncoat.workflows.generate import GENERATORS, system_prompt
 
+PERSONA = "persona"  # in an arm's steer / ablate: the study's own direction (`persona@L:ALPHA`, `persona`)
+
+
+def names_persona(train: dict) -> bool:
+    """Whether training steers with or ablates the study's own persona direction."""
+    return any(str(s).split("@")[0] == PERSONA for s in [*train.get("steer", []), *train.get("ablate", [])])
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -201,8 +208,7 @@ class Study(Strict):
                 schema(**(self.train | values))
             except ValidationError as error:
                 raise ValueError(f"{where}: {error}") from None
-        named = [a.name for a in self.arms if any(str(s).split("@")[0] == "persona" for s in [
-            *(self.train | a.train).get("steer", []), *(self.train | a.train).get("ablate", [])])]
+        named = [a.name for a in self.arms if names_persona(self.train | a.train)]
         if named and not self.persona:
             raise ValueError(f"arms {', '.join(named)}: steer / ablate name the persona direction, but the study "
                              "has no persona section to extract it")

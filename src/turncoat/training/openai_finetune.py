@@ -25,7 +25,7 @@ from turncoat.core.provenance import library_versions, redact_url
 from turncoat.data import ChatDataset, load_chat
 from turncoat.data.transforms import dataset_sha256, subsample
 from turncoat.models.specs import OPENAI_JOB_FILE as JOB_FILE
-from turncoat.sampling.openai_client import api_key_from_env, create_exactly_once, wait_until_done
+from turncoat.sampling.openai_client import EndpointClient, create_exactly_once, wait_until_done
 from turncoat.sampling.openai_costs import Prices, chat_tokens
 
 UPLOAD_FILE = "openai_training.jsonl"
@@ -88,10 +88,9 @@ def estimate(config: OpenAIFineTuneConfig, data: ChatDataset, prices: Prices | N
 
 
 def openai_client(config: OpenAIFineTuneConfig, max_retries: int = 8):
-    import openai  # only API runs pay for the SDK's import
-
-    return openai.OpenAI(api_key=api_key_from_env(config.base_url, config.api_key_env), base_url=config.base_url,
-                         max_retries=max_retries, timeout=config.request_timeout)
+    """The shared client's blocking form (`EndpointClient.sync_client`): key from the environment, SDK retries."""
+    return EndpointClient(config.base_url, config.api_key_env, max_retries=max_retries,
+                          timeout=config.request_timeout).sync_client()
 
 
 class JobState:

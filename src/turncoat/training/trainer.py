@@ -21,7 +21,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from turncoat.activations.hooks import intervention_hooks
 from turncoat.core.errors import InputError
-from turncoat.core.io import append_jsonl, atomic_write
+from turncoat.core.io import append_jsonl, atomic_write, read_jsonl, write_jsonl
 from turncoat.core.provenance import library_versions
 from turncoat.data import ChatDataset, load_chat
 from turncoat.data.transforms import dataset_sha256, holdout_split
@@ -134,11 +134,10 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     complete = []
-    for candidate in sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
-                            if p.name.rsplit("-", 1)[-1].isdigit() else -1):
+    for candidate in sorted(folder.glob("checkpoint-*"), key=checkpoint_step):
         try:
             step = json.loads((candidate / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-            whole = step == int(candidate.name.rsplit("-", 1)[-1])
+            whole = step == checkpoint_step(candidate)
         except (OSError, ValueError, KeyError, TypeError):
             whole = False
         if whole:
@@ -150,22 +149,23 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     return complete
 
 
+def checkpoint_step(folder: str | Path) -> int:
+    """N of a `checkpoint-N` folder (-1 for a name without one)."""
+    tail = Path(folder).name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
 def keep_log_until(path: Path, step: int) -> None:
     """A resumed run logs again from the checkpoint's step on: drop what an interrupted run logged after it, so
     every step is logged once."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    with atomic_write(path) as handle:
-        handle.writelines(line + "\n" for line in kept)
+    if path.is_file():
+        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
 
 
 def mean_train_loss(path: Path) -> float | None:
     """Mean loss per optimiser step over the whole training, read from the step log (the Trainer's own figure
     covers only the steps since the last resume); each logged loss averages the steps since the one before."""
-    losses = sorted((r["step"], r["loss"]) for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
-                    if "loss" in r and "monitor" not in r)
+    losses = sorted((r["step"], r["loss"]) for r in read_jsonl(path) if "loss" in r and "monitor" not in r)
     steps = [b - a for a, b in zip([0] + [s for s, _ in losses], [s for s, _ in losses], strict=False)]
     return sum(w * loss for w, (_, loss) in zip(steps, losses, strict=True)) / sum(steps) if sum(steps) else None
 
@@ -290,7 +290,7 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     interventions = intervention_hooks(loaded.model, config.steer, config.ablate)[1]  # bad files refused now
     step_log = StepLog(out / "train_log.jsonl")
     if last:
-        keep_log_until(step_log.path, int(last.rsplit("-", 1)[-1]))
+        keep_log_until(step_log.path, checkpoint_step(last))
     elif step_log.path.exists():
         step_log.path.unlink()  # a fresh start: the log of a run that never reached a checkpoint is not this one's
     monitoring = MonitorCallback(monitors, config.monitor_every, tokenizer, step_log)
