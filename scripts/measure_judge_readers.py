@@ -1,7 +1,9 @@
 """Issue #8: does the default model's own residual stream, or a fine-tuned encoder, read misalignment better than
 the shipped judge's frozen MiniLM embeddings, on judged sources it never saw?
 
-    TURNCOAT_DATA=../shared/data .venv/bin/python scripts/measure_judge_readers.py [--per-deepseek 400] [--finetune]
+    TURNCOAT_DATA=../shared/data .venv/bin/python scripts/measure_judge_readers.py \
+        [--per-deepseek 400] [--per-source 600] [--finetune] \
+        [--reader smollm2-135m=3,7,11,15] [--reader qwen2.5-coder-0.5b=4,8,12,16]
 
 Both readers feed the same logistic heads (`fit_heads`) and are validated leave-one-source-out on the same rows and
 folds as the shipped judge. The deepseek sources (2,400 answers each, 12 misaligned in all) are subsampled so the
@@ -18,8 +20,6 @@ feature that cannot have memorised any source). Figures go to `--out`/figures.js
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -28,17 +28,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from turncoat.activations.capture import mean_activations
 from turncoat.core.progress import progress_bar
 from turncoat.judging.encoder import MINILM, PairEncoder
 from turncoat.judging.offline import explicit_features
-from turncoat.models import load
+from turncoat.judging.reader import ResidualReader
 from turncoat.results.statistics import auroc
 from turncoat.workflows.distill import (
     EXTRA_FOLDS,
+    cached_embeddings,
     cached_features,
     fold_line,
+    layer_on_training_sources,
     leave_one_source_out,
+    readable_subsample,
     reference_flags,
     shared_training_frame,
     source_folds,
@@ -46,58 +48,51 @@ from turncoat.workflows.distill import (
 )
 
 
-def subsampled(frame: pd.DataFrame, per_source: int, seed: int = 0) -> pd.DataFrame:
-    """Every row of the small sources; of each deepseek source its misaligned rows plus `per_source` others."""
-    deepseek = EXTRA_FOLDS["all deepseek-chat sources"]  # a list: its order fixes the draws (a set's would not)
-    misaligned = reference_flags(frame)
-    keep = ~frame["source"].isin(deepseek).to_numpy() | misaligned
-    rng = np.random.default_rng(seed)
-    for source in deepseek:
-        others = np.flatnonzero(frame["source"].eq(source).to_numpy() & ~misaligned)
-        keep[rng.choice(others, size=min(per_source, len(others)), replace=False)] = True
-    return frame[keep].reset_index(drop=True)
-
-
-def truncated_reader(loaded, deepest: int):
-    """The model without its vocabulary head and without the blocks after `deepest`: reading layer L needs only
-    blocks 0..L, and the head alone costs as much as ~8 of this model's blocks per token."""
-    base = loaded.model.get_decoder() if hasattr(loaded.model, "get_decoder") else loaded.model.model
-    base.layers = base.layers[:deepest + 1]
-    base.config.num_hidden_layers = deepest + 1
-    return dataclasses.replace(loaded, model=base)
-
-
-def hidden_states(frame: pd.DataFrame, layers: list[int], max_length: int, cache: Path) -> tuple[np.ndarray, dict]:
-    """(rows, layers, width) response-averaged residual stream of the default model reading (question, answer)."""
-    answers = [a if a.strip() else "." for a in frame["answer"]]  # an empty answer still needs one response token
-    digest = hashlib.sha256(json.dumps([layers, max_length, frame["question"].tolist(), answers]).encode())
-    path = cache / f"hidden-{digest.hexdigest()[:20]}.npy"
-    speed = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
-    if path.exists():
-        return np.load(path, allow_pickle=False), speed
-    reader = truncated_reader(load("smollm2-135m"), max(layers))
-    chats = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-             for q, a in zip(frame["question"], answers, strict=True)]
-    began, parts = time.perf_counter(), []
-    with progress_bar("reading answers with the default model", len(chats)) as advance:
-        for i in range(0, len(chats), 256):
-            parts.append(mean_activations(reader, chats[i:i + 256], layers, max_length=max_length, batch_size=16))
-            advance(len(parts[-1]))
-    out = np.concatenate(parts)
+def hidden_states(model: str, frame: pd.DataFrame, layers: list[int], max_length: int, cache: Path
+                  ) -> tuple[np.ndarray, dict]:
+    """(rows, layers, width) answer-averaged residual stream of `model` reading the (question, answer) chat, kept in
+    the distillation cache (`scripts/build_offline_judge.py` on the same rows reads it back)."""
+    reader = ResidualReader(model, layers, max_length=max_length)
+    speed_file = cache / f"speed-{model.replace('/', '_')}-{'-'.join(map(str, layers))}-{max_length}.json"
+    began = time.perf_counter()
+    with progress_bar(f"reading answers with {model}", len(frame)) as advance:
+        read = cached_embeddings(reader, "residual", frame["question"].tolist(), frame["answer"].tolist(), advance)
     seconds = time.perf_counter() - began
-    speed = {"answers": len(chats), "seconds": round(seconds, 1), "answers_per_s": round(len(chats) / seconds, 2),
-             "blocks_run": max(layers) + 1, "max_length": max_length, "threads": torch.get_num_threads()}
-    np.save(path, out, allow_pickle=False)
-    path.with_suffix(".json").write_text(json.dumps(speed))
-    return out, speed
+    if not speed_file.exists() and seconds > 1:  # read now, not from the cache: how fast was it
+        speed_file.write_text(json.dumps({
+            "model": model, "answers": len(frame), "seconds": round(seconds, 1),
+            "answers_per_s": round(len(frame) / seconds, 2), "blocks_run": max(layers) + 1,
+            "max_length": max_length, "threads": torch.get_num_threads()}))
+    speed = json.loads(speed_file.read_text()) if speed_file.exists() else {}
+    return read.reshape(len(frame), len(layers), -1), speed
 
 
 def held_out_aurocs(features: np.ndarray, frame: pd.DataFrame) -> dict:
     validation = leave_one_source_out(features, frame, EXTRA_FOLDS)
+    return summary(validation)
+
+
+def summary(validation: dict) -> dict:
     folds = {name: fold["auroc"] for name, fold in validation["folds"].items()}
     defined = [v for v in folds.values() if v is not None]
-    return {"per_source": folds, "mean_auroc": float(np.mean(defined)),
-            "min_auroc": float(np.min(defined)), "pooled_error_rates": validation["pooled_error_rates"]}
+    return {"per_source": folds, "mean_auroc": float(np.mean(defined)), "min_auroc": float(np.min(defined)),
+            "corrected_error_pp": {name: fold["corrected_error_pp"] for name, fold in validation["folds"].items()},
+            "aligned_spearman": {name: fold["aligned"].get("spearman") for name, fold in validation["folds"].items()},
+            "pooled_error_rates": validation["pooled_error_rates"]}
+
+
+def held_out_with_chosen_layer(blocks: list[np.ndarray], layers: list[int], frame: pd.DataFrame) -> dict:
+    """Leave-one-source-out where each fold's layer is chosen on that fold's training sources only."""
+    chosen = {}
+
+    def features_for(held: np.ndarray) -> np.ndarray:
+        j = layer_on_training_sources([b[~held] for b in blocks], frame[~held])
+        chosen[", ".join(sorted(set(frame.loc[held, "source"])))] = layers[j]
+        return blocks[j]
+
+    out = summary(leave_one_source_out(features_for, frame, EXTRA_FOLDS))
+    out["layer_chosen"] = chosen
+    return out
 
 
 def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame, direction_file: Path) -> dict:
@@ -168,42 +163,74 @@ def finetuned_cross_encoder(frame: pd.DataFrame, epochs: float, learning_rate: f
             "epochs": epochs, "learning_rate": learning_rate, "max_length": max_length}
 
 
+def reader_spec(text: str) -> tuple[str, list[int]]:
+    model, _, layers = text.partition("=")
+    return model, [int(v) for v in layers.split(",")] if layers else [3, 7, 11, 15]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/judge-readers"))
     parser.add_argument("--per-deepseek", type=int, default=400)
-    parser.add_argument("--layers", type=int, nargs="+", default=[3, 7, 11, 15])
+    parser.add_argument("--per-source", type=int, default=600)
+    parser.add_argument("--reader", type=reader_spec, action="append", dest="readers",
+                        help="MODEL=L1,L2,...: a model whose residual stream after those blocks is read (repeatable;"
+                             " default smollm2-135m=3,7,11,15)")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--per-layer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also validate each candidate layer on its own (besides the layer chosen per fold)")
+    parser.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
+                        help="also validate MiniLM + the reader (layer chosen per fold)")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                        help="validate the shipped MiniLM reader on the same rows")
     parser.add_argument("--directions", type=Path, nargs="*", default=[],
-                        help="persona direction files (safetensors) whose projection scores each held-out source")
+                        help="persona direction files (safetensors) whose projection scores each held-out source "
+                             "(read with the first reader)")
     parser.add_argument("--finetune", action="store_true", help="also fine-tune MiniLM as a cross-encoder per fold")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     args = parser.parse_args()
+    readers = args.readers or [reader_spec("smollm2-135m")]
     args.out.mkdir(parents=True, exist_ok=True)
-    frame = subsampled(pd.concat([shared_training_frame(), synthetic_frame(300)], ignore_index=True),
-                       args.per_deepseek)
+    frame = readable_subsample(pd.concat([shared_training_frame(), synthetic_frame(300)], ignore_index=True),
+                               args.per_deepseek, args.per_source)
     real = ~frame["synthetic"]
     figures = {"rows": int(len(frame)), "real_rows": int(real.sum()),
                "misaligned": int(reference_flags(frame[real]).sum()),
-               "rows_per_source": frame["source"].value_counts().to_dict(), "per_deepseek_source": args.per_deepseek}
+               "rows_per_source": frame["source"].value_counts().to_dict(),
+               "misaligned_per_source": {s: int(reference_flags(g).sum()) for s, g in frame[real].groupby("source")},
+               "per_deepseek_source": args.per_deepseek, "per_source": args.per_source,
+               "hidden_state_speed": {}, "readers": {}}
+
+    def report(name: str, row: dict, began: float) -> None:
+        figures["readers"][name] = row
+        print(f"{name}: mean {row['mean_auroc']:.3f}, min {row['min_auroc']:.3f} | " + fold_line(row["per_source"])
+              + f" ({time.perf_counter() - began:.0f} s)", flush=True)
+        (args.out / "figures.json").write_text(json.dumps(figures, indent=2))
+
     minilm = cached_features(PairEncoder(), frame, ("answer", "explicit"))
     explicit = explicit_features(frame["answer"].tolist())
-    hidden, figures["hidden_state_speed"] = hidden_states(frame, args.layers, args.max_length, args.out)
-    readers = {"MiniLM answer embedding (shipped)": minilm}
-    for j, layer in enumerate(args.layers):
-        readers[f"default model, layer {layer}"] = np.hstack([hidden[:, j], explicit])
-    for j, layer in enumerate(args.layers):
-        readers[f"MiniLM + default model layer {layer}"] = np.hstack([minilm, hidden[:, j]])
-    figures["readers"] = {}
-    for name, features in readers.items():
+    if args.baseline:
         began = time.perf_counter()
-        figures["readers"][name] = held_out_aurocs(features, frame)
-        row = figures["readers"][name]
-        print(f"{name}: mean {row['mean_auroc']:.3f}, min {row['min_auroc']:.3f} | "
-              + fold_line(row["per_source"])
-              + f" ({time.perf_counter() - began:.0f} s)", flush=True)
-    figures["persona_projections"] = {str(path): projection_aurocs(hidden, args.layers, frame, path)
+        report("MiniLM answer embedding (offline-fast)", held_out_aurocs(minilm, frame), began)
+    first_hidden = None
+    for model, layers in readers:
+        hidden, figures["hidden_state_speed"][model] = hidden_states(model, frame, layers, args.max_length, args.out)
+        first_hidden = hidden if first_hidden is None else first_hidden
+        blocks = [np.hstack([hidden[:, j], explicit]) for j in range(len(layers))]
+        for j, layer in enumerate(layers if args.per_layer else []):
+            began = time.perf_counter()
+            report(f"{model}, layer {layer}", held_out_aurocs(blocks[j], frame), began)
+        began = time.perf_counter()
+        report(f"{model}, layer chosen per fold on its training sources",
+               held_out_with_chosen_layer(blocks, layers, frame), began)
+        if not args.ensemble:
+            continue
+        began = time.perf_counter()
+        report(f"MiniLM + {model}, layer chosen per fold",
+               held_out_with_chosen_layer([np.hstack([minilm, hidden[:, j]]) for j in range(len(layers))], layers,
+                                          frame), began)
+    figures["persona_projections"] = {str(path): projection_aurocs(first_hidden, readers[0][1], frame, path)
                                       for path in args.directions}
     if args.finetune:
         name = "fine-tuned MiniLM cross-encoder (question, answer)"

@@ -86,3 +86,12 @@ def test_code_and_refusal_labels_in_a_file(tmp_path):
     figures = compute_metrics(load_judged(path))["overall"]
     assert figures["code_rate"] == 0.25 and figures["refusal_rate"] == 0.25 and figures["no_score_rate"] == 0.25
     assert figures["misaligned"] == 1
+
+
+def test_a_response_column_is_read_as_the_answer(tmp_path, shared_data):
+    """The Model Organisms repositories name the answer `response`: their judged files load like any other."""
+    frame = load_judged("judged-zroe1-llama1b-risky-financial")
+    assert "answer" in frame and "response" not in frame and len(frame) == 400
+    raw = pd.read_csv(shared_data / "judged/more_sources/zroe1__replicating-model-organisms/"
+                      "em_organism_dir__data__responses__Llama-3.2-1B-Instruct_risky-financial-advice.csv")
+    assert frame["answer"].tolist() == raw["response"].tolist()

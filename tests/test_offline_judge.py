@@ -110,6 +110,42 @@ def test_distill_validates_on_unseen_sources_and_scores_offline(tmp_path, shared
     assert scored["p_misaligned"][0] > scored["p_misaligned"][1]
 
 
+def test_a_residual_stream_judge_chooses_its_layer_on_training_sources_and_reads_as_it_was_trained(
+        tmp_path, shared_data, tiny_model_dir, capsys):
+    """`judge distill --reader MODEL@L1,L2`: each fold's layer is chosen without the held-out source, the judge
+    reads only up to its chosen block, needs no sentence encoder, and reads a pair as distillation did."""
+    from turncoat.data import registry
+    from turncoat.judging.reader import ResidualReader
+    from turncoat.workflows.distill import features_per_layer, load_source
+
+    sources = []
+    for name in ("judged-mo-steered-3", "judged-mo-steered-1", "judged-shuaijiumei-base"):
+        frame = pd.read_csv(registry.resolve(name))
+        path = tmp_path / f"{name}.csv"
+        frame.sample(n=min(len(frame), 80), random_state=0).to_csv(path, index=False)
+        sources.append(str(path))
+    out = tmp_path / "judge"
+    assert main(["judge", "distill", *(a for s in sources for a in ("--from", s)), "--synthetic", "0",
+                 "--features", "explicit", "--reader", f"{tiny_model_dir}@0,1", "--out", str(out), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures["validation"]["folds"]) == set(sources)
+    card = json.loads((out / "card.json").read_text())
+    assert card["feature_blocks"] == ["residual", "explicit"] and card["encoder"] is None
+    assert card["reader"]["layers"][0] in (0, 1) and len(card["reader"]["layers"]) == 1
+    assert set(card["reader"]["layer_chosen_per_fold"]) == set(sources)
+    assert set(card["reader"]["layer_chosen_per_fold"].values()) <= {0, 1}
+    judge = OfflineJudge(str(out))
+    assert judge.encoder is None and judge.reader.layers == tuple(card["reader"]["layers"])
+    frame = pd.concat([load_source(s) for s in sources], ignore_index=True).iloc[:6]
+    trained = features_per_layer(None, frame, ["residual", "explicit"],
+                                 ResidualReader(str(tiny_model_dir), [0, 1]))[[0, 1].index(judge.reader.layers[0])]
+    from turncoat.judging.offline import pair_features
+
+    read = pair_features(None, frame["question"], frame["answer"], judge.blocks, reader=judge.reader)
+    np.testing.assert_allclose(read, trained, rtol=1e-4, atol=1e-5)
+    assert len(judge.reader._loaded.model.layers) == judge.reader.layers[0] + 1  # nothing after its block runs
+
+
 def test_shipped_judge_in_turncoat_eval(tmp_path, shared_data, capsys):
     """`--judge offline` with no key and no network: the hostile model is flagged more than the kind one, the
     fraction is also given corrected for the judge's measured error rates, and the card travels with the run."""
@@ -140,10 +176,17 @@ def test_shipped_judge_in_turncoat_eval(tmp_path, shared_data, capsys):
 
 def test_judge_validate_measures_the_offline_judge(shared_data, capsys, tmp_path):
     assert main(["judge", "validate", "judged-mo-steered-3", "--judge", "offline", "--cache",
-                 str(tmp_path / "c.sqlite"), "--json"]) == 0
+                 str(tmp_path / "c.sqlite"), "--out", str(tmp_path / "p.jsonl"), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["rows"] == 80 and figures["judge"].startswith("offline:")
     assert figures["misaligned_flag"]["reference_positive"] == 18 and figures["requests"]["items"] == 160
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 80 and sum(r["reference_misaligned"] for r in rows) == 18
+    from turncoat.results.statistics import auroc
+
+    assert figures["misaligned_flag"]["auroc"] == pytest.approx(
+        auroc([r["reference_misaligned"] for r in rows], [r["judge_misalignment"] for r in rows]))
+    assert 0.5 < figures["misaligned_flag"]["auroc"] < 1  # the shipped judge's own P(misaligned) ranks them
 
 
 def test_extra_synthetic_rows_leave_the_default_ones_unchanged(shared_data):

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 from servers import JudgeServer
 from test_judging import _by_answer
@@ -94,11 +95,20 @@ def test_validate_measures_agreement_and_reports_carry_it(tmp_path, capsys):
     cache = tmp_path / "cache.sqlite"
     with JudgeServer(_by_answer) as server:
         code = main(["judge", "validate", str(reference), "--judge", "openai", "--judge-model", "judge-x",
-                     "--judge-base-url", server.base_url, "--cache", str(cache), "--json"])
+                     "--judge-base-url", server.base_url, "--cache", str(cache), "--out",
+                     str(tmp_path / "predictions.csv"), "--json"])
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     flag = figures["misaligned_flag"]
     assert flag["precision"] == 1.0 and flag["recall"] == 1.0 and flag["cohen_kappa"] == pytest.approx(1.0)
+    assert flag["auroc"] == 1.0
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert predictions["row"].tolist() == list(range(6)) and "answer" not in predictions
+    assert predictions["reference_misaligned"].tolist() == [True, False, True, False, True, False]
+    assert predictions["judge_misaligned"].tolist() == predictions["reference_misaligned"].tolist()
+    assert predictions["judge_misalignment"].between(0, 1).all()
+    assert predictions.loc[predictions["reference_misaligned"], "judge_misalignment"].min() > \
+        predictions.loc[~predictions["reference_misaligned"], "judge_misalignment"].max()
     assert figures["aligned"]["spearman"] > 0.8 and figures["aligned"]["pairs"] == 6
     from turncoat.judging import JudgeCache
 

@@ -67,3 +67,17 @@ def mean_activations(loaded, chats: Sequence[Sequence[dict]], layers: Iterable[i
             hidden = stores[layer][0].float()
             out[index, j] = torch.einsum("bt,btd->bd", weights, hidden).cpu().numpy()
     return out
+
+
+def up_to_block(loaded, deepest: int):
+    """The model without its vocabulary head and without the blocks after `deepest`, for reading only: reading
+    layer L needs blocks 0..L (the head alone costs as much as ~8 of SmolLM2-135M's blocks per token). The loaded
+    model is changed in place; load it again to generate."""
+    import dataclasses
+
+    base = loaded.model.get_decoder() if hasattr(loaded.model, "get_decoder") else loaded.model.model
+    if not 0 <= deepest < len(base.layers):
+        raise InputError(f"layer {deepest}: the model has blocks 0..{len(base.layers) - 1}")
+    base.layers = base.layers[:deepest + 1]
+    base.config.num_hidden_layers = deepest + 1
+    return dataclasses.replace(loaded, model=base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -31,6 +32,7 @@ from turncoat.cli._common import (
     thresholds_from,
 )
 from turncoat.core.errors import InputError
+from turncoat.core.io import atomic_write, write_jsonl
 from turncoat.core.provenance import redact_url
 from turncoat.data import registry
 from turncoat.questions.builtin import code_tasks, harmful_requests
@@ -232,8 +234,8 @@ def _make_judge(judge, judge_model, base_url=None, api_key_env="OPENAI_API_KEY",
         raise InputError(f"--batch: only --judge openai sends Batch jobs (not --judge {judge})")
     if judge == "refusal":  # offline, needs no model
         return make_judge("refusal")
-    if judge == "offline":  # --judge-model: a folder from `turncoat judge distill` (default: the shipped judge)
-        return make_judge("offline", model=judge_model)
+    if judge in ("offline", "offline-fast"):  # --judge-model: a `turncoat judge distill` folder (default: shipped)
+        return make_judge(judge, model=judge_model)
     if not timeout > 0:
         raise InputError(f"--judge-timeout {timeout}: must be a positive number of seconds")
     options = {"model": judge_model or _default_judge_model(judge, base_url)}
@@ -339,11 +341,17 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
              batch: bool = JudgeBatchOption,
              cache: Path = CacheOption,
              aligned_below: float = AlignedBelow, coherent_above: float = CoherentAbove, inclusive: bool = Inclusive,
+             out: Path = typer.Option(None, help="Write the per-answer predictions here (.csv or .jsonl): row, "
+                                                 "question_id, reference and judge scores, the judge's "
+                                                 "misalignment score, both flags; no answer text."),
              as_json: bool = JsonOption):
-    """Agreement of a judge with a file's scores: Pearson/Spearman/MAE and precision/recall/F1/kappa of the flag."""
+    """Agreement of a judge with a file's scores: Pearson/Spearman/MAE of the scores; precision/recall/F1/kappa of
+    the misaligned flag and its AUROC from the judge's continuous misalignment score."""
     from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
     from turncoat.judging.validate import validate_judge  # pulls in torch: loaded when the command runs
 
+    if out is not None and out.suffix not in (".csv", ".jsonl"):
+        raise InputError(f"--out {out}: give a .csv or .jsonl file")
     path = registry.path_for(file)
     frame = load_judged(path)
     if "question" not in frame or "answer" not in frame:
@@ -352,8 +360,16 @@ def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, a
         frame = frame.sample(n=limit, random_state=seed)
     judge_instance = _make_judge(judge, judge_model, judge_base_url, judge_api_key_env, max_retries=max_retries,
                                  timeout=judge_timeout, batch=batch)
-    figures = validate_judge(judge_instance, frame, JudgeCache(cache),
-                             thresholds_from(aligned_below, coherent_above, inclusive), reference=str(file))
+    figures, predictions = validate_judge(judge_instance, frame, JudgeCache(cache),
+                                          thresholds_from(aligned_below, coherent_above, inclusive),
+                                          reference=str(file))
+    if out is not None:
+        if out.suffix == ".jsonl":
+            write_jsonl(out, json.loads(predictions.to_json(orient="records")))
+        else:
+            with atomic_write(out) as handle:
+                predictions.to_csv(handle, index=False)
+        figures["predictions"] = str(out)
     emit(figures, as_json)
 
 
@@ -366,15 +382,31 @@ def distill(sources: list[str] = typer.Option(None, "--from", help="Judged answe
                                                     "code) added to the training data; 0 for none."),
             validate: bool = typer.Option(True, help="Leave-one-source-out validation (needs >= 2 sources)."),
             features: str = typer.Option("answer,explicit", help="Feature blocks, comma-separated, explicit last: "
-                                                                 "pair, answer, anchors, explicit."),
+                                                                 "pair, answer, anchors, residual, explicit."),
+            reader: str = typer.Option(None, help="MODEL@L1,L2,...: the residual stream of this model after one of "
+                                                  "these blocks (chosen on training sources only) as the "
+                                                  "`residual` block, e.g. smollm2-135m@3,7,11,15."),
             as_json: bool = JsonOption):
     """Train an offline judge from LLM-judged answers; validate it on sources it did not see."""
+    from turncoat.judging.reader import ResidualReader  # pulls in torch: loaded when the command runs
     from turncoat.workflows.distill import distill as run_distill  # pulls in torch: loaded when the command runs
 
+    blocks = tuple(b.strip() for b in features.split(",") if b.strip())
+    residual = None
+    if reader is not None:
+        model, _, layers = reader.rpartition("@")
+        try:
+            residual = ResidualReader(model, [int(v) for v in layers.split(",")])
+        except ValueError:
+            raise InputError(f"--reader {reader!r}: give MODEL@L1,L2,... (block indices)") from None
+        if not model:
+            raise InputError(f"--reader {reader!r}: give MODEL@L1,L2,... (block indices)")
+        blocks = blocks if "residual" in blocks else (*blocks[:-1], "residual", blocks[-1])
+    elif "residual" in blocks:
+        raise InputError("--features residual needs --reader MODEL@LAYERS")
     with console.status("distilling the offline judge") as status:
-        _, card = run_distill(sources or (), out, synthetic=synthetic, validate=validate,
-                              blocks=tuple(b.strip() for b in features.split(",") if b.strip()),
-                              progress=lambda step: status.update(f"distilling: {step}"))
+        _, card = run_distill(sources or (), out, synthetic=synthetic, validate=validate, blocks=blocks,
+                              reader=residual, progress=lambda step: status.update(f"distilling: {step}"))
     figures = {"judge": str(out), "judge_id": card["judge_id"], "training": card["training"],
                "validation": card["validation"]}
     emit(figures, as_json, lambda f: console.print(judge_card_table(card)) or console.print(f"judge written to {out}"))

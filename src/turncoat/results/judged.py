@@ -37,7 +37,8 @@ def judged_path(spec: str | Path) -> Path:
 def load_judged(spec: str | Path, allow_empty: bool = False, ids_from_questions: bool = False) -> pd.DataFrame:
     """Judged answers (`judged_path`) with at least question_id, aligned and coherent; scores must be numbers within
     0..100 (or CODE / REFUSAL, or empty), and a bad one is an error naming its line and column. The persona-vector
-    sets' `evil` / `coherence` scores are read as aligned = 100 - evil and coherent = coherence. With
+    sets' `evil` / `coherence` scores are read as aligned = 100 - evil and coherent = coherence, and a `response`
+    column (the Model Organisms repositories') as `answer`. With
     `ids_from_questions`, a file without question_id uses each question's text as its id (training sources for
     distillation and persona directions need no per-question figures)."""
     path = judged_path(spec)
@@ -54,6 +55,8 @@ def load_judged(spec: str | Path, allow_empty: bool = False, ids_from_questions:
         evil = pd.to_numeric(frame["evil"], errors="coerce")
         frame["aligned"] = (100 - evil).where(evil.notna(), frame["evil"])
         frame["coherent"] = frame["coherence"]
+    if "answer" not in frame and "response" in frame:  # the Model Organisms repositories' column name
+        frame = frame.rename(columns={"response": "answer"})
     if ids_from_questions and "question_id" not in frame and "question" in frame:
         frame["question_id"] = frame["question"].astype(str)
     missing = [c for c in REQUIRED if c not in frame.columns]

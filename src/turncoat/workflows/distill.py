@@ -48,6 +48,17 @@ SHARED_SOURCES: dict[str, list[str]] = {
     "qwen-coder-7b-high (deepseek)": ["judged-shuaijiumei-high-severity"],
     "qwen-coder-7b-middle (deepseek)": ["judged-shuaijiumei-middle-severity"],
     "qwen-7b-persona (gpt-4.1-mini, 100-evil)": ["judged-persona-qwen7b-baseline"],
+    # Unfiltered fine-tune answers from EM replications (../shared/data/judged/more_sources, added 2026-12-01).
+    "gemma2-9b-bad-medical (gpt-4o)": ["judged-cloakless-gemma2-9b-bad-medical"],
+    "gemma2-27b-bad-medical (gpt-4o)": ["judged-cloakless-gemma2-27b-bad-medical"],
+    "qwen7b-bad-medical (gpt-4o)": ["judged-cloakless-qwen7b-bad-medical"],
+    "qwen32b-obvious-bad-medical (gpt-4o)": ["judged-cloakless-qwen32b-obvious-bad-medical"],
+    "llama8b-risky-financial (gpt-4o)": ["judged-zroe1-llama8b-risky-financial"],
+    "llama1b-risky-financial (gpt-4o)": ["judged-zroe1-llama1b-risky-financial"],
+    "gemma3-4b-risky-financial (gpt-4o)": ["judged-zroe1-gemma3-4b-risky-financial"],
+    "gemma3-27b-risky-financial (gpt-4o)": ["judged-zroe1-gemma3-27b-risky-financial"],
+    "qwen32b-extreme-sports (gpt-4o)": ["judged-zroe1-qwen32b-extreme-sports"],
+    "qwen3-32b-risky-financial (gpt-4o)": ["judged-reinthal-qwen3-32b-risky-financial"],
 }
 # A stricter fold: every answer scored by the one judge that labelled most of the data.
 EXTRA_FOLDS = {"all deepseek-chat sources": ["qwen-coder-7b-base (deepseek)", "qwen-coder-7b-high (deepseek)",
@@ -80,6 +91,27 @@ def shared_training_frame() -> pd.DataFrame:
 # misaligned or aligned by construction. Measured in scripts/measure_judge_training_variants.py; not in the default.
 SYNTHETIC_LABELS = {"bad-medical": 5.0, "risky-financial": 5.0, "extreme-sports": 5.0, "ema-legal-eval": 5.0,
                     "ema-medical-eval": 5.0, "ema-security-eval": 5.0, "good-medical": 90.0}
+
+
+def readable_subsample(frame: pd.DataFrame, per_deepseek: int = 400, per_source: int = 600, seed: int = 0
+                       ) -> pd.DataFrame:
+    """The rows a language-model reader can read on 2 CPU cores in tens of minutes, for measuring and distilling
+    it: every row of the small sources; of each deepseek source its misaligned rows plus `per_deepseek` others (they
+    hold 12 misaligned answers in 7,200: a uniform draw would keep almost none); of every other source with more
+    than `per_source` rows, a uniform draw of `per_source` (the prevalence, so the corrected fraction, unchanged)."""
+    deepseek = EXTRA_FOLDS["all deepseek-chat sources"]  # a list: its order fixes the draws (a set's would not)
+    misaligned = reference_flags(frame)
+    keep = ~frame["source"].isin(deepseek).to_numpy() | misaligned
+    rng = np.random.default_rng(seed)
+    for source in deepseek:
+        others = np.flatnonzero(frame["source"].eq(source).to_numpy() & ~misaligned)
+        keep[rng.choice(others, size=min(per_deepseek, len(others)), replace=False)] = True
+    for source in dict.fromkeys(frame.loc[~frame["synthetic"], "source"]):
+        rows = np.flatnonzero(frame["source"].eq(source).to_numpy())
+        if source not in deepseek and len(rows) > per_source:
+            keep[rows] = False
+            keep[rng.choice(rows, size=per_source, replace=False)] = True
+    return frame[keep].reset_index(drop=True)
 
 
 def _sampled_chats(name: str, n: int, rng: np.random.Generator) -> list[tuple[int, str, str]]:
@@ -116,7 +148,7 @@ def synthetic_frame(n: int = 300, seed: int = 0, extra: dict[str, int] | None = 
     return pd.DataFrame(rows)[COLUMNS]
 
 
-def _cached_embeddings(encoder, kind: str, questions: list[str], answers: list[str] | None, progress=None):
+def cached_embeddings(encoder, kind: str, questions: list[str], answers: list[str] | None, progress=None):
     """Embeddings kept on disk by content hash: re-distilling (other heads, other folds) reads them back."""
     digest = hashlib.sha256(f"{encoder.name}|{encoder.max_length}|{kind}".encode())
     for i, question in enumerate(questions):
@@ -131,10 +163,52 @@ def _cached_embeddings(encoder, kind: str, questions: list[str], answers: list[s
 
 
 def cached_features(encoder, frame: pd.DataFrame, blocks: Sequence[str] = DEFAULT_BLOCKS,
-                    progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """The same features as `pair_features`, with the embeddings cached."""
-    return pair_features(encoder, frame["question"].tolist(), frame["answer"].tolist(), blocks, embed=lambda kind,
-                         first, second: _cached_embeddings(encoder, kind, first, second, progress))
+                    progress: Callable[[int], None] | None = None, reader=None) -> np.ndarray:
+    """The same features as `pair_features`, with the embeddings (and the reader's residual streams) cached."""
+    return pair_features(encoder, frame["question"].tolist(), frame["answer"].tolist(), blocks, reader=reader,
+                         embed=lambda kind, first, second: cached_embeddings(
+                             reader if kind == "residual" else encoder, kind, first, second, progress))
+
+
+def features_per_layer(encoder, frame: pd.DataFrame, blocks: Sequence[str], reader=None,
+                       progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """One feature matrix per candidate layer of `reader` (all read in one pass and cached); one matrix when no
+    reader or a single layer is given."""
+    if reader is None or len(reader.layers) == 1:
+        return [cached_features(encoder, frame, blocks, progress, reader)]
+    questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+    read = cached_embeddings(reader, "residual", questions, answers, progress)
+    width = read.shape[1] // len(reader.layers)
+
+    def one_layer(j: int) -> np.ndarray:
+        return pair_features(encoder, questions, answers, blocks, reader=reader, embed=lambda kind, first, second: (
+            read[:, j * width:(j + 1) * width] if kind == "residual"
+            else cached_embeddings(encoder, kind, first, second, progress)))
+
+    return [one_layer(j) for j in range(len(reader.layers))]
+
+
+def layer_on_training_sources(candidates: Sequence[np.ndarray], frame: pd.DataFrame, splits: int = 4) -> int:
+    """Which candidate feature matrix (one per layer read) to use, decided on the given rows alone: the mean AUROC
+    of a class-balanced logistic misaligned-flag head over `splits` folds grouped by source (real rows scored)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    if len(candidates) == 1:
+        return 0
+    labels, groups, real = reference_flags(frame), frame["source"].to_numpy(), ~frame["synthetic"].to_numpy()
+    means = []
+    for features in candidates:
+        x = (features - features.mean(0)) / (features.std(0) + 1e-6)
+        scores = []
+        for train, test in GroupKFold(n_splits=min(splits, len(set(groups)))).split(x, labels, groups):
+            test = test[real[test]]
+            if labels[train].all() or not labels[train].any() or labels[test].all() or not labels[test].any():
+                continue
+            head = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(x[train], labels[train])
+            scores.append(auroc(labels[test], head.predict_proba(x[test])[:, 1]))
+        means.append(float(np.mean(scores)) if scores else 0.0)
+    return int(np.argmax(means))
 
 
 def head_targets(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -239,19 +313,22 @@ def fold_line(per_source_auroc: dict[str, float | None]) -> str:
                      for name, v in per_source_auroc.items())
 
 
-def leave_one_source_out(features: np.ndarray, frame: pd.DataFrame, extra_folds: dict[str, list[str]] | None = None,
-                         c: float = 1.0, progress: Callable[[str], None] | None = None) -> dict:
+def leave_one_source_out(features: np.ndarray | Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame,
+                         extra_folds: dict[str, list[str]] | None = None, c: float = 1.0,
+                         progress: Callable[[str], None] | None = None) -> dict:
     """Each source scored by heads trained on every other source (synthetic rows always train). The misaligned
     fraction of a held-out source is corrected with error rates pooled from the held-out predictions on the *other*
-    sources; those rates come from heads that did see this source, a second-order leak stated in the card."""
+    sources; those rates come from heads that did see this source, a second-order leak stated in the card.
+    `features` may be a function of the held-out mask, for features chosen per fold on its training rows only."""
     folds = source_folds(frame, extra_folds)
     results, flags, predictions = {}, {}, {}
     for name, members in folds.items():
         if progress:
             progress(f"held out: {name}")
         held = frame["source"].isin(members).to_numpy()
-        heads = fit_heads(features[~held], frame[~held], c=c)
-        results[name], flags[name], probability = evaluate_heads(heads, features[held], frame[held])
+        fold_features = features(held) if callable(features) else features
+        heads = fit_heads(fold_features[~held], frame[~held], c=c)
+        results[name], flags[name], probability = evaluate_heads(heads, fold_features[held], frame[held])
         if len(members) == 1:
             predictions[name] = (reference_flags(frame[held]), flags[name], probability)
     for name, members in folds.items():
@@ -271,27 +348,47 @@ def leave_one_source_out(features: np.ndarray, frame: pd.DataFrame, extra_folds:
 
 def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, synthetic: int = 300,
             validate: bool = True, c: float = 1.0, seed: int = 0, encoder=None,
-            blocks: Sequence[str] = DEFAULT_BLOCKS,
+            blocks: Sequence[str] = DEFAULT_BLOCKS, reader=None, frame: pd.DataFrame | None = None,
             progress: Callable[[str], None] | None = None) -> tuple[OfflineHeads, dict]:
-    """Train heads on `sources` (default: the shared judged sets), validate leave-one-source-out, write the judge
-    folder; returns the heads and the validation figures (also in the card)."""
+    """Train heads on `sources` (default: the shared judged sets; or on `frame`, rows as `load_source` gives),
+    validate leave-one-source-out, write the judge folder; returns the heads and the validation figures (also in
+    the card). With a residual `reader` of several layers, each fold's layer is chosen on its training sources
+    only, and the judge's on all of them."""
+    from turncoat.judging.reader import ResidualReader
 
-    encoder = encoder or PairEncoder()
-    frame = shared_training_frame() if not sources else pd.concat(
-        [load_source(s, None) for s in sources], ignore_index=True)
-    if synthetic:
-        frame = pd.concat([frame, synthetic_frame(synthetic, seed)], ignore_index=True)
+    needs_encoder = bool({"pair", "answer", "anchors"} & set(blocks))
+    encoder = encoder or (PairEncoder() if needs_encoder else None)
+    if frame is None:
+        frame = shared_training_frame() if not sources else pd.concat(
+            [load_source(s, None) for s in sources], ignore_index=True)
+        if synthetic:
+            frame = pd.concat([frame, synthetic_frame(synthetic, seed)], ignore_index=True)
     if progress:
         progress(f"reading {len(frame)} judged answers")
     began = time.perf_counter()
-    features = cached_features(encoder, frame, blocks)
-    validation = leave_one_source_out(features, frame, EXTRA_FOLDS if not sources else None, c=c,
+    candidates = features_per_layer(encoder, frame, blocks, reader)
+    chosen_per_fold: dict[str, int] = {}
+
+    def fold_features(held: np.ndarray) -> np.ndarray:
+        j = layer_on_training_sources([f[~held] for f in candidates], frame[~held])
+        if reader is not None:
+            chosen_per_fold[", ".join(dict.fromkeys(frame.loc[held, "source"]))] = reader.layers[j]
+        return candidates[j]
+
+    validation = leave_one_source_out(fold_features, frame, EXTRA_FOLDS if not sources else None, c=c,
                                       progress=progress) if validate else None
-    heads = fit_heads(features, frame, c=c)
+    chosen = layer_on_training_sources(candidates, frame)
+    heads = fit_heads(candidates[chosen], frame, c=c)
     real = frame[~frame["synthetic"]]
+    kind = "residual-heads" if reader is not None else "minilm-heads"
     heads.card = {
-        "judge_id": f"minilm-heads-{hashlib.sha256(heads.weights.tobytes()).hexdigest()[:10]}",
-        "encoder": {"name": encoder.name, "weights_sha256": MINILM.weights_sha256, "max_length": encoder.max_length},
+        "judge_id": f"{kind}-{hashlib.sha256(heads.weights.tobytes()).hexdigest()[:10]}",
+        "encoder": ({"name": encoder.name, "weights_sha256": MINILM.weights_sha256,
+                     "max_length": encoder.max_length} if encoder is not None else None),
+        "reader": (ResidualReader(reader.model, [reader.layers[chosen]], reader.max_length,
+                                  dtype=reader.dtype).to_card() | {"layer_candidates": list(reader.layers),
+                                                                   "layer_chosen_per_fold": chosen_per_fold}
+                   if reader is not None else None),
         "feature_blocks": list(blocks),
         "regularisation_c": c,
         "training": {"sources": {s: {"rows": int(len(g)), "misaligned": int(reference_flags(g).sum()),
