@@ -83,16 +83,22 @@ def test_reader_weights_are_checked(tmp_path, monkeypatch):
         MINILM.folder()
 
 
-def test_distill_validates_on_unseen_sources_and_scores_offline(tmp_path, shared_data, capsys):
-    """A small judge from two shared sources: each is validated by heads trained on the other."""
+def sampled_sources(folder, names, n: int) -> list[str]:
+    """A seeded sample of `n` answers (or all) of each registered judged set, as CSV files: distillation sources."""
     from turncoat.data import registry
 
-    sources = []
-    for name in ("judged-mo-steered-3", "judged-em-qwen-coder-32b", "judged-shuaijiumei-base"):
+    paths = []
+    for name in names:
         frame = pd.read_csv(registry.resolve(name))
-        path = tmp_path / f"{name}.csv"
-        frame.sample(n=min(len(frame), 120), random_state=0).to_csv(path, index=False)
-        sources.append(str(path))
+        paths.append(str(folder / f"{name}.csv"))
+        frame.sample(n=min(len(frame), n), random_state=0).to_csv(paths[-1], index=False)
+    return paths
+
+
+def test_distill_validates_on_unseen_sources_and_scores_offline(tmp_path, shared_data, capsys):
+    """A small judge from two shared sources: each is validated by heads trained on the other."""
+    sources = sampled_sources(tmp_path, ("judged-mo-steered-3", "judged-em-qwen-coder-32b",
+                                         "judged-shuaijiumei-base"), 120)
     out = tmp_path / "judge"
     assert main(["judge", "distill", "--from", sources[0], "--from", sources[1], "--from", sources[2],
                  "--synthetic", "0", "--out", str(out), "--json"]) == 0
@@ -114,16 +120,10 @@ def test_a_residual_stream_judge_chooses_its_layer_on_training_sources_and_reads
         tmp_path, shared_data, tiny_model_dir, capsys):
     """`judge distill --reader MODEL@L1,L2`: each fold's layer is chosen without the held-out source, the judge
     reads only up to its chosen block, needs no sentence encoder, and reads a pair as distillation did."""
-    from turncoat.data import registry
     from turncoat.judging.reader import ResidualReader
     from turncoat.workflows.distill import features_per_layer, load_source
 
-    sources = []
-    for name in ("judged-mo-steered-3", "judged-mo-steered-1", "judged-shuaijiumei-base"):
-        frame = pd.read_csv(registry.resolve(name))
-        path = tmp_path / f"{name}.csv"
-        frame.sample(n=min(len(frame), 80), random_state=0).to_csv(path, index=False)
-        sources.append(str(path))
+    sources = sampled_sources(tmp_path, ("judged-mo-steered-3", "judged-mo-steered-1", "judged-shuaijiumei-base"), 80)
     out = tmp_path / "judge"
     assert main(["judge", "distill", *(a for s in sources for a in ("--from", s)), "--synthetic", "0",
                  "--features", "explicit", "--reader", f"{tiny_model_dir}@0,1", "--out", str(out), "--json"]) == 0

@@ -111,7 +111,8 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
              base_url: str = typer.Option(None, help="The model's API for --backend openai (OpenAI-compatible); "
                                                      "the judge's is --judge-base-url."),
              judge: str = typer.Option(None, help="Judge: openai, hf, offline (the shipped distilled judge, no "
-                                                  "key), or refusal (offline; harmful-requests only). "
+                                                  "key; offline-fast: its faster MiniLM variant), or refusal "
+                                                  "(offline; harmful-requests only). "
                                                   "Default openai; for code-tasks no LLM judge unless "
                                                   "named: Bandit scores the code."),
              judge_model: str = typer.Option(None, help="Judge model (default: gpt-4o-2024-08-06 for openai, or the "
@@ -330,7 +331,7 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders or judged fi
 @judge_app.command()
 def validate(file: str = typer.Argument(..., help="Judged CSV/JSONL (question, answer, aligned, coherent) or a "
                                                   "registered judged set."),
-             judge: str = typer.Option("openai", help="Judge to measure: openai, hf or offline."),
+             judge: str = typer.Option("openai", help="Judge to measure: openai, hf, offline or offline-fast."),
              judge_model: str = typer.Option(None, help="Judge model (default as in `turncoat eval`)."),
              judge_base_url: str = JudgeBaseUrlOption,
              judge_api_key_env: str = JudgeApiKeyEnvOption,
