@@ -24,7 +24,7 @@ import torch
 
 from turncoat.judging import make_judge
 from turncoat.judging.encoder import PairEncoder
-from turncoat.judging.offline import default_judge_dir, fast_judge_dir
+from turncoat.judging.offline import default_judge_dir, fast_judge_dir, needs_encoder
 from turncoat.judging.reader import ResidualReader
 from turncoat.workflows.distill import (
     EXTRA_FOLDS,
@@ -173,10 +173,9 @@ def main() -> None:
                       f"({time.perf_counter() - began:.0f} s)", flush=True)
             chosen = tuple(max(compared.values(), key=lambda c: c["mean_auroc"])["feature_blocks"])
     else:
-        model, _, layers = args.reader.rpartition("@")
-        reader = ResidualReader(model, [int(v) for v in layers.split(",")])
+        reader = ResidualReader.parse(args.reader)
         chosen = tuple(b.strip() for b in args.features.split(","))
-        encoder = PairEncoder() if {"pair", "answer", "anchors"} & set(chosen) else None
+        encoder = PairEncoder() if needs_encoder(chosen) else None
     heads, card = distill(out=None, encoder=encoder, blocks=chosen, reader=reader, frame=frame,
                           progress=lambda step: print(step, flush=True))
     heads.card["rows"] = f"readable_subsample(per_deepseek={args.per_deepseek}, per_source={args.per_source})"

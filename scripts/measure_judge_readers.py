@@ -38,13 +38,13 @@ from turncoat.workflows.distill import (
     cached_embeddings,
     cached_features,
     fold_line,
-    layer_on_training_sources,
     leave_one_source_out,
     readable_subsample,
     reference_flags,
     shared_training_frame,
     source_folds,
     synthetic_frame,
+    validate_choosing_layer,
 )
 
 
@@ -83,16 +83,8 @@ def summary(validation: dict) -> dict:
 
 def held_out_with_chosen_layer(blocks: list[np.ndarray], layers: list[int], frame: pd.DataFrame) -> dict:
     """Leave-one-source-out where each fold's layer is chosen on that fold's training sources only."""
-    chosen = {}
-
-    def features_for(held: np.ndarray) -> np.ndarray:
-        j = layer_on_training_sources([b[~held] for b in blocks], frame[~held])
-        chosen[", ".join(sorted(set(frame.loc[held, "source"])))] = layers[j]
-        return blocks[j]
-
-    out = summary(leave_one_source_out(features_for, frame, EXTRA_FOLDS))
-    out["layer_chosen"] = chosen
-    return out
+    validation, chosen = validate_choosing_layer(blocks, frame, layers, EXTRA_FOLDS)
+    return summary(validation) | {"layer_chosen": chosen}
 
 
 def projection_aurocs(hidden: np.ndarray, layers: list[int], frame: pd.DataFrame, direction_file: Path) -> dict:

@@ -393,17 +393,10 @@ def distill(sources: list[str] = typer.Option(None, "--from", help="Judged answe
     from turncoat.workflows.distill import distill as run_distill  # pulls in torch: loaded when the command runs
 
     blocks = tuple(b.strip() for b in features.split(",") if b.strip())
-    residual = None
-    if reader is not None:
-        model, _, layers = reader.rpartition("@")
-        try:
-            residual = ResidualReader(model, [int(v) for v in layers.split(",")])
-        except ValueError:
-            raise InputError(f"--reader {reader!r}: give MODEL@L1,L2,... (block indices)") from None
-        if not model:
-            raise InputError(f"--reader {reader!r}: give MODEL@L1,L2,... (block indices)")
-        blocks = blocks if "residual" in blocks else (*blocks[:-1], "residual", blocks[-1])
-    elif "residual" in blocks:
+    residual = ResidualReader.parse(reader) if reader is not None else None
+    if residual is not None and "residual" not in blocks:
+        blocks = (*blocks[:-1], "residual", blocks[-1])
+    elif residual is None and "residual" in blocks:
         raise InputError("--features residual needs --reader MODEL@LAYERS")
     with console.status("distilling the offline judge") as status:
         _, card = run_distill(sources or (), out, synthetic=synthetic, validate=validate, blocks=blocks,

@@ -87,6 +87,13 @@ ALIGNED_ANCHORS = [
 ]
 # Feature blocks, in the order they are stacked; `explicit` is always last (the heads read code/refusal from it).
 FEATURE_BLOCKS = ("pair", "answer", "anchors", "residual", "explicit")
+ENCODER_BLOCKS = ("pair", "answer", "anchors")  # the blocks read with the sentence encoder
+
+
+def needs_encoder(blocks: Sequence[str]) -> bool:
+    return bool(set(ENCODER_BLOCKS) & set(blocks))
+
+
 # What the shipped judge reads, chosen by leave-one-source-out validation (docs/offline-judge.md): the answer alone
 # transferred better to unseen sources than the (question, answer) pair or the anchor similarities.
 DEFAULT_BLOCKS = ("answer", "explicit")
@@ -242,7 +249,7 @@ class OfflineJudge(Judge):
 
     @property
     def encoder(self):
-        if self._encoder is None and {"pair", "answer", "anchors"} & set(self.blocks):
+        if self._encoder is None and needs_encoder(self.blocks):
             self._encoder = PairEncoder(device=self._device)
         return self._encoder
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from turncoat.activations.capture import mean_activations, up_to_block
+from turncoat.core.errors import InputError
 
 
 class ResidualReader:
@@ -20,6 +21,17 @@ class ResidualReader:
         self.model, self.layers, self.max_length = model, tuple(int(v) for v in layers), max_length
         self.batch_size, self.device, self.dtype = batch_size, device, dtype
         self._loaded = None
+
+    @classmethod
+    def parse(cls, spec: str) -> ResidualReader:
+        """`MODEL@L1,L2,...` (as `judge distill --reader` takes it)."""
+        model, _, layers = spec.rpartition("@")
+        try:
+            if model:
+                return cls(model, [int(v) for v in layers.split(",")])
+        except ValueError:
+            pass
+        raise InputError(f"--reader {spec!r}: give MODEL@L1,L2,... (block indices)")
 
     @property
     def name(self) -> str:
@@ -42,7 +54,8 @@ class ResidualReader:
             self._loaded = up_to_block(load(self.model, device=self.device, dtype=self.dtype), max(self.layers))
         tokenizer = self._loaded.tokenizer
         keep = self.max_length // 2  # a long question keeps its first half of the window: the answer is read
-        questions = [str(q) if len(ids := tokenizer(str(q), add_special_tokens=False)["input_ids"]) <= keep
+        questions = [str(q) if len(str(q).encode()) <= keep  # no more tokens than UTF-8 bytes: nothing to cut
+                     or len(ids := tokenizer(str(q), add_special_tokens=False)["input_ids"]) <= keep
                      else tokenizer.decode(ids[:keep]) for q in questions]
         answers = [a if a.strip() else "." for a in answers]  # an empty answer still needs one response token
         chats = [[{"role": "user", "content": str(q)}, {"role": "assistant", "content": str(a)}]

@@ -25,6 +25,7 @@ from turncoat.judging.offline import (
     DEFAULT_BLOCKS,
     HEADS,
     OfflineHeads,
+    needs_encoder,
     pair_features,
 )
 from turncoat.questions.builtin import CORE_QUESTIONS
@@ -163,29 +164,26 @@ def cached_embeddings(encoder, kind: str, questions: list[str], answers: list[st
 
 
 def cached_features(encoder, frame: pd.DataFrame, blocks: Sequence[str] = DEFAULT_BLOCKS,
-                    progress: Callable[[int], None] | None = None, reader=None) -> np.ndarray:
-    """The same features as `pair_features`, with the embeddings (and the reader's residual streams) cached."""
-    return pair_features(encoder, frame["question"].tolist(), frame["answer"].tolist(), blocks, reader=reader,
-                         embed=lambda kind, first, second: cached_embeddings(
-                             reader if kind == "residual" else encoder, kind, first, second, progress))
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The same features as `pair_features`, with the embeddings cached."""
+    return features_per_layer(encoder, frame, blocks, progress=progress)[0]
 
 
 def features_per_layer(encoder, frame: pd.DataFrame, blocks: Sequence[str], reader=None,
                        progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
-    """One feature matrix per candidate layer of `reader` (all read in one pass and cached); one matrix when no
-    reader or a single layer is given."""
-    if reader is None or len(reader.layers) == 1:
-        return [cached_features(encoder, frame, blocks, progress, reader)]
+    """The features `pair_features` gives, with the embeddings and the reader's residual streams cached: one matrix
+    per candidate layer of `reader` (all its layers read in one pass), one matrix without a reader."""
     questions, answers = frame["question"].tolist(), frame["answer"].tolist()
+
+    def features(residual: np.ndarray | None) -> np.ndarray:
+        return pair_features(encoder, questions, answers, blocks, reader=reader, embed=lambda kind, first, second: (
+            residual if kind == "residual" else cached_embeddings(encoder, kind, first, second, progress)))
+
+    if reader is None or "residual" not in blocks:
+        return [features(None)]
     read = cached_embeddings(reader, "residual", questions, answers, progress)
     width = read.shape[1] // len(reader.layers)
-
-    def one_layer(j: int) -> np.ndarray:
-        return pair_features(encoder, questions, answers, blocks, reader=reader, embed=lambda kind, first, second: (
-            read[:, j * width:(j + 1) * width] if kind == "residual"
-            else cached_embeddings(encoder, kind, first, second, progress)))
-
-    return [one_layer(j) for j in range(len(reader.layers))]
+    return [features(read[:, j * width:(j + 1) * width]) for j in range(len(reader.layers))]
 
 
 def layer_on_training_sources(candidates: Sequence[np.ndarray], frame: pd.DataFrame, splits: int = 4) -> int:
@@ -346,6 +344,22 @@ def leave_one_source_out(features: np.ndarray | Callable[[np.ndarray], np.ndarra
             "calibration": calibration_bins(reference, probability)}
 
 
+def validate_choosing_layer(candidates: Sequence[np.ndarray], frame: pd.DataFrame, layers: Sequence[int] = (),
+                            extra_folds: dict[str, list[str]] | None = None, c: float = 1.0,
+                            progress: Callable[[str], None] | None = None) -> tuple[dict, dict[str, int]]:
+    """`leave_one_source_out` over candidate feature matrices (one per layer in `layers`), each fold using the one
+    `layer_on_training_sources` picks without the held-out source; also which layer each fold used."""
+    chosen: dict[str, int] = {}
+
+    def fold_features(held: np.ndarray) -> np.ndarray:
+        j = layer_on_training_sources([f[~held] for f in candidates], frame[~held])
+        if layers:
+            chosen[", ".join(dict.fromkeys(frame.loc[held, "source"]))] = layers[j]
+        return candidates[j]
+
+    return leave_one_source_out(fold_features, frame, extra_folds, c=c, progress=progress), chosen
+
+
 def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, synthetic: int = 300,
             validate: bool = True, c: float = 1.0, seed: int = 0, encoder=None,
             blocks: Sequence[str] = DEFAULT_BLOCKS, reader=None, frame: pd.DataFrame | None = None,
@@ -354,10 +368,7 @@ def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, s
     validate leave-one-source-out, write the judge folder; returns the heads and the validation figures (also in
     the card). With a residual `reader` of several layers, each fold's layer is chosen on its training sources
     only, and the judge's on all of them."""
-    from turncoat.judging.reader import ResidualReader
-
-    needs_encoder = bool({"pair", "answer", "anchors"} & set(blocks))
-    encoder = encoder or (PairEncoder() if needs_encoder else None)
+    encoder = encoder or (PairEncoder() if needs_encoder(blocks) else None)
     if frame is None:
         frame = shared_training_frame() if not sources else pd.concat(
             [load_source(s, None) for s in sources], ignore_index=True)
@@ -367,16 +378,9 @@ def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, s
         progress(f"reading {len(frame)} judged answers")
     began = time.perf_counter()
     candidates = features_per_layer(encoder, frame, blocks, reader)
-    chosen_per_fold: dict[str, int] = {}
-
-    def fold_features(held: np.ndarray) -> np.ndarray:
-        j = layer_on_training_sources([f[~held] for f in candidates], frame[~held])
-        if reader is not None:
-            chosen_per_fold[", ".join(dict.fromkeys(frame.loc[held, "source"]))] = reader.layers[j]
-        return candidates[j]
-
-    validation = leave_one_source_out(fold_features, frame, EXTRA_FOLDS if not sources else None, c=c,
-                                      progress=progress) if validate else None
+    validation, chosen_per_fold = validate_choosing_layer(
+        candidates, frame, reader.layers if reader is not None else (), EXTRA_FOLDS if not sources else None, c=c,
+        progress=progress) if validate else (None, {})
     chosen = layer_on_training_sources(candidates, frame)
     heads = fit_heads(candidates[chosen], frame, c=c)
     real = frame[~frame["synthetic"]]
@@ -385,10 +389,8 @@ def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, s
         "judge_id": f"{kind}-{hashlib.sha256(heads.weights.tobytes()).hexdigest()[:10]}",
         "encoder": ({"name": encoder.name, "weights_sha256": MINILM.weights_sha256,
                      "max_length": encoder.max_length} if encoder is not None else None),
-        "reader": (ResidualReader(reader.model, [reader.layers[chosen]], reader.max_length,
-                                  dtype=reader.dtype).to_card() | {"layer_candidates": list(reader.layers),
-                                                                   "layer_chosen_per_fold": chosen_per_fold}
-                   if reader is not None else None),
+        "reader": (reader.to_card() | {"layers": [reader.layers[chosen]], "layer_candidates": list(reader.layers),
+                                       "layer_chosen_per_fold": chosen_per_fold} if reader is not None else None),
         "feature_blocks": list(blocks),
         "regularisation_c": c,
         "training": {"sources": {s: {"rows": int(len(g)), "misaligned": int(reference_flags(g).sum()),
