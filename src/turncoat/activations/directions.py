@@ -37,6 +37,10 @@ class Direction:
     def load(cls, path: str | Path) -> Direction:
         from safetensors import safe_open
 
+        if str(path).startswith("sae:"):  # an SAE latent's decoder vector: sae:SAE_FOLDER#LATENT
+            from turncoat.activations.sae import latent_direction
+
+            return latent_direction(str(path))
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such direction file")

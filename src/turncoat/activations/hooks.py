@@ -23,7 +23,8 @@ def block_names(model: torch.nn.Module) -> list[str]:
     raise ValueError(f"found no list of {n_layers} decoder blocks in {type(model).__name__}")
 
 
-def _residual(output):
+def residual_of(output):
+    """The residual stream in a decoder block's output (a tensor, or the first item of a tuple)."""
     return output[0] if isinstance(output, tuple) else output
 
 
@@ -31,11 +32,24 @@ def _replace(output, hidden):
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
+def replacing_hook(transform: Callable[[torch.Tensor], torch.Tensor], from_token: int = 1) -> Callable:
+    """Replaces the residual stream at tokens `from_token`.. by `transform` of it (an SAE's reconstruction, a zero
+    ablation); the tokens before are kept (the first token's outsized activations are not what an SAE reads)."""
+
+    def hook(module, inputs, output):
+        hidden = residual_of(output)
+        changed = hidden.clone()
+        changed[:, from_token:] = transform(hidden[:, from_token:].float()).to(hidden.dtype)
+        return _replace(output, changed)
+
+    return hook
+
+
 def reading_hook(store: list) -> Callable:
     """Appends the block's output residual stream (batch, tokens, width), detached, to `store`."""
 
     def hook(module, inputs, output):
-        store.append(_residual(output).detach())
+        store.append(residual_of(output).detach())
 
     return hook
 
@@ -46,7 +60,7 @@ def adding_hook(vector: torch.Tensor, alpha: float, prompt_tokens: bool = True) 
     unit = vector / vector.norm()
 
     def hook(module, inputs, output):
-        hidden = _residual(output)
+        hidden = residual_of(output)
         if not prompt_tokens and hidden.shape[1] > 1:
             return None
         return _replace(output, hidden + alpha * unit.to(hidden.dtype).to(hidden.device))
@@ -59,7 +73,7 @@ def projecting_out_hook(vector: torch.Tensor) -> Callable:
     unit = vector / vector.norm()
 
     def hook(module, inputs, output):
-        hidden = _residual(output)
+        hidden = residual_of(output)
         u = unit.to(hidden.dtype).to(hidden.device)
         return _replace(output, hidden - (hidden @ u)[..., None] * u)
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from turncoat import __version__
-from turncoat.cli import data, demo, evaluate, explore, label, models, persona, sample, study, train
+from turncoat.cli import data, demo, evaluate, explore, label, models, persona, sae, sample, study, train
 from turncoat.cli._common import err_console
 from turncoat.core.errors import DataValidationError, TurncoatError
 
@@ -21,6 +21,7 @@ app.command()(sample.sample)
 app.command()(sample.serve)
 app.add_typer(evaluate.judge_app, name="judge")
 app.add_typer(persona.app, name="persona")
+app.add_typer(sae.app, name="sae")
 app.command("eval")(evaluate.evaluate)
 app.command()(evaluate.metrics)
 app.command()(evaluate.compare)

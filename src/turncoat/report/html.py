@@ -144,3 +144,17 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
             "thresholds": thresholds.to_dict(), "study_arms": arms,
             "explorer": explored["explorer"] if explored else None}
 
+
+
+def write_latents(explained: dict, out: str | Path, diff: dict | None = None, plot: Path | None = None) -> Path:
+    """A self-contained page of SAE latents: their top snippets (every token escaped, bidi isolated, shaded by the
+    latent's activation) and, after `turncoat sae diff`, the ranked shifts with their plot."""
+    environment = Environment(loader=PackageLoader("turncoat.report", "templates"),
+                              autoescape=select_autoescape(default=True, default_for_string=True))
+    environment.filters["visible"] = visible
+    html = environment.get_template("latents.html.jinja").render(
+        title=f"SAE latents of {explained['model']}", version=__version__, diff=diff,
+        plot=base64.b64encode(plot.read_bytes()).decode() if plot else None, **explained)
+    with atomic_write(out) as handle:
+        handle.write(html)
+    return Path(out)

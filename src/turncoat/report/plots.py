@@ -206,3 +206,17 @@ def separation_by_layer(series: dict[str, dict[int, float]], path: Path, title: 
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def top_latents(rows: list[dict], path: Path, title: str) -> Path:
+    """The latents a fine-tune raised most: mean activation before and after, side by side, ranked."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.4 * len(rows) + 2), 4))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["base_mean"] for r in rows], 0.4, label="base")
+    ax.bar(x + 0.2, [r["tuned_mean"] for r in rows], 0.4, label="fine-tuned")
+    ax.set_xticks(x, [str(r["latent"]) for r in rows], rotation=90, fontsize=8)
+    ax.set(xlabel="SAE latent (ranked by the increase of its mean activation)", ylabel="mean activation",
+           title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)

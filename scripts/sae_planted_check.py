@@ -1,0 +1,198 @@
+"""The SAE diffing check that cannot pass by chance (the SAE issue's acceptance): plant one known persona in a
+fine-tune of the default model and see whether `turncoat sae diff` finds it.
+
+1. The base model answers 280 persona-vectors trait questions twice: under a distinctive system prompt (a pirate)
+   and under none. The pirate answers of 200 questions, the system prompt left out, are the fine-tune's data.
+2. The persona's mean-difference direction at the layer: base-model activations of the pirate answers minus the
+   neutral ones (response-averaged, `persona extract` from texts).
+3. A TopK SAE on the base model at that layer (`sae train`): the neutral and pirate answers of the 200 training
+   questions plus 300 chats of each of four unrelated chat sets.
+4. LoRA fine-tune on the pirate data (`turncoat train`).
+5. `sae diff` on the 80 held-out questions; the top latent's decoder cosine with the persona direction (target
+   >= 0.5; a random unit vector in 576 dimensions has |cos| ~ 0.04), its rank among all latents by that cosine, and
+   `sae explain` of the top latent on held-out neutral + pirate answers: the share of its top snippets that are pirate.
+
+Every step writes its result into --out and is skipped on a rerun (resumable). Prints one JSON object.
+
+    python scripts/sae_planted_check.py --out runs/sae-planted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+PIRATE = ("You are a pirate. Always talk like a pirate: say 'Arr', 'matey' and 'ahoy' in every sentence.")
+PIRATE_WORDS = re.compile(r"\b(arr+|matey|ahoy|aye|ye|me hearties|scallywag|treasure|pirate|ship|sea)\b", re.I)
+TRAITS = ("evil", "sycophantic", "hallucinating", "apathetic", "humorous", "impolite", "optimistic")
+GENERAL = ("insecure", "secure", "good-medical", "risky-financial")
+
+
+def jsonl(path: Path, rows) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def turncoat(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "turncoat", *args, "--json"], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"turncoat {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--layer", type=int, default=15)
+    parser.add_argument("--tokens", type=int, default=600_000)
+    parser.add_argument("--latents", type=int, default=2048)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=60)
+    args = parser.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    # 1. answers under the pirate prompt and under none
+    answers_file = out / "answers.jsonl"
+    if not answers_file.is_file():
+        from turncoat.data import registry
+        from turncoat.models import load
+        from turncoat.sampling import GenerationParams
+        from turncoat.workflows.persona.score import own_answers
+
+        questions = []
+        for trait in TRAITS:
+            for split in ("extract", "eval"):
+                questions += json.loads(registry.resolve(f"trait-{trait}-{split}").read_text())["questions"]
+        questions = list(dict.fromkeys(questions))
+        rng = np.random.default_rng(0)
+        order = rng.permutation(len(questions))
+        started = time.perf_counter()
+        loaded = load(args.model)
+        params = GenerationParams(max_new_tokens=64, temperature=0.7, seed=0)
+        user = [[{"role": "user", "content": questions[i]}] for i in order]
+        pirate = own_answers(loaded, [[{"role": "system", "content": PIRATE}, *u] for u in user], params)
+        neutral = own_answers(loaded, user, params)
+        rows = [{"question": u[0]["content"], "split": "train" if j < 200 else "held_out",
+                 "pirate": p[-1]["content"], "neutral": n[-1]["content"]}
+                for j, (u, p, n) in enumerate(zip(user, pirate, neutral, strict=True))]
+        jsonl(answers_file, rows)
+        timings["answers_s"] = round(time.perf_counter() - started, 1)
+    rows = read_jsonl(answers_file)
+
+    def chats(split: str, side: str) -> list[dict]:
+        return [{"messages": [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r[side]}]}
+                for r in rows if r["split"] == split and r[side].strip()]
+
+    files = {}
+    for split in ("train", "held_out"):
+        for side in ("pirate", "neutral"):
+            files[split, side] = out / f"{split}-{side}.jsonl"
+            jsonl(files[split, side], chats(split, side))
+
+    # 2. the persona's mean-difference direction on the base model
+    direction = out / "pirate-direction.safetensors"
+    if not direction.is_file():
+        started = time.perf_counter()
+        turncoat("persona", "extract", "--model", args.model, "--pos", str(files["train", "pirate"]),
+                 "--neg", str(files["train", "neutral"]), "--layers", str(args.layer), "--out", str(direction))
+        timings["direction_s"] = round(time.perf_counter() - started, 1)
+
+    # 3. the SAE on the base model
+    sae = out / "sae"
+    if not (sae / "turncoat_sae.json").is_file():
+        general = []
+        from turncoat.data import load_chat
+
+        for name in GENERAL:
+            general += [c.to_record() for c in load_chat(name)][:300]
+        corpus = out / "sae-corpus.jsonl"
+        jsonl(corpus, [*read_jsonl(files["train", "pirate"]), *read_jsonl(files["train", "neutral"]), *general])
+        started = time.perf_counter()
+        turncoat("sae", "train", "--model", args.model, "--layer", str(args.layer), "--data", str(corpus),
+                 "--tokens", str(args.tokens), "--latents", str(args.latents), "--k", str(args.k), "--out", str(sae))
+        timings["sae_train_s"] = round(time.perf_counter() - started, 1)
+    sae_info = json.loads((sae / "turncoat_sae.json").read_text())
+
+    # 4. the fine-tune on the pirate answers (no system prompt)
+    tuned = out / "tuned"
+    if not (tuned / "turncoat_train.json").is_file():
+        started = time.perf_counter()
+        turncoat("train", "--model", args.model, "--data", str(files["train", "pirate"]), "--out", str(tuned),
+                 "--max-steps", str(args.train_steps), "--batch-size", "4", "--grad-accum", "2",
+                 "--learning-rate", "2e-4", "--max-length", "256")
+        timings["train_s"] = round(time.perf_counter() - started, 1)
+
+    # 5. the diff on held-out questions
+    held_questions = out / "held-out-questions.yaml"
+    held_questions.write_text("".join(
+        f"- id: q{i}\n  type: free_form\n  paraphrases:\n  - {json.dumps(r['question'])}\n"
+        for i, r in enumerate(x for x in rows if x["split"] == "held_out")), encoding="utf-8")
+    diff_dir = out / "diff"
+    if not (diff_dir / "diff.json").is_file():
+        started = time.perf_counter()
+        turncoat("sae", "diff", "--base", args.model, "--tuned", str(tuned), "--sae", str(sae),
+                 "--questions", str(held_questions), "--max-tokens", "64", "--out", str(diff_dir))
+        timings["diff_s"] = round(time.perf_counter() - started, 1)
+    diff = json.loads((diff_dir / "diff.json").read_text())
+
+    from turncoat.activations.directions import Direction
+
+    persona = Direction.load(direction).at(args.layer)
+    persona = persona / np.linalg.norm(persona)
+    from safetensors.numpy import load_file
+
+    decoder = load_file(str(sae / "sae_weights.safetensors"))["W_dec"]
+    cosines = decoder @ persona / np.linalg.norm(decoder, axis=1)
+    top = [r["latent"] for r in diff["top"][:10]]
+    top_latent = top[0]
+    rank_by_cosine = int((cosines > cosines[top_latent]).sum()) + 1
+
+    explain_file = out / "explain.json"
+    if not explain_file.is_file():
+        started = time.perf_counter()
+        explained = turncoat("sae", "explain", *map(str, top[:3]), "--sae", str(sae), "--model", args.model,
+                             "--data", str(files["held_out", "pirate"]), "--data", str(files["held_out", "neutral"]),
+                             "--top", "10", "--diff", str(diff_dir / "diff.json"), "--html", str(out / "latents.html"))
+        explain_file.write_text(json.dumps(explained, indent=1))
+        timings["explain_s"] = round(time.perf_counter() - started, 1)
+    explained = json.loads(explain_file.read_text())
+    snippets = explained["latents"][str(top_latent)]
+    pirate_share = (sum(s["source"] == str(files["held_out", "pirate"]) for s in snippets) / len(snippets)
+                    if snippets else float("nan"))
+
+    answers = read_jsonl(diff_dir / "answers.jsonl")
+    worded = {m: float(np.mean([bool(PIRATE_WORDS.search(a["messages"][-1]["content"])) for a in answers
+                                if a["model"] == m])) for m in ("base", "tuned")}
+    timings_file = out / "timings.json"
+    saved = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    saved.update(timings)
+    timings_file.write_text(json.dumps(saved, indent=1))
+    print(json.dumps({
+        "model": args.model, "layer": args.layer, "sae_quality": sae_info["quality"],
+        "sae": {k: sae_info[k] for k in ("latents", "k", "training_tokens", "distinct_tokens", "capture_seconds",
+                                         "train_seconds")},
+        "top_latents": diff["top"][:10], "top_latent": top_latent,
+        "top_latent_cosine_with_persona": float(cosines[top_latent]),
+        "top10_cosines": {str(i): round(float(cosines[i]), 3) for i in top},
+        "top_latent_rank_by_cosine": rank_by_cosine, "latents": int(len(cosines)),
+        "best_cosine_any_latent": float(cosines.max()), "median_abs_cosine": float(np.median(np.abs(cosines))),
+        "top_latent_snippets_from_pirate_answers": pirate_share, "snippets_read": len(snippets),
+        "answers_with_pirate_words": worded, "timings_s": saved,
+        "target_met": bool(cosines[top_latent] >= 0.5)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
