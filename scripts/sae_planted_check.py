@@ -173,6 +173,33 @@ def main() -> None:
     pirate_share = (sum(s["source"] == str(files["held_out", "pirate"]) for s in snippets) / len(snippets)
                     if snippets else float("nan"))
 
+    # 6. causal checks, as the issue asks of EM latents: the tuned model with its top k latents' decoder directions
+    # projected out (k = 1, 5, 10; at every block, as `--ablate` does), and the base steered along the top latent
+    causal_file = out / "causal.json"
+    causal = json.loads(causal_file.read_text()) if causal_file.is_file() else {}
+    arms = {"tuned": (str(tuned), []), "base": (args.model, [])}
+    for k in (1, 5, 10):
+        arms[f"tuned, top {k} ablated"] = (str(tuned), [a for i in top[:k] for a in ("--ablate", f"sae:{sae}#{i}")])
+    for alpha in (4, 8, 16):
+        arms[f"base, top latent steered x{alpha}"] = (args.model, ["--steer", f"sae:{sae}#{top_latent}@{args.layer}:"
+                                                                             f"{alpha}"])
+    for name, (model, extra) in arms.items():
+        if name in causal:
+            continue
+        answers_out = out / "causal" / f"{re.sub(r'[^a-z0-9]+', '-', name)}.jsonl"
+        answers_out.parent.mkdir(exist_ok=True)
+        started = time.perf_counter()
+        turncoat("sample", "--model", model, "--questions", str(held_questions), "--n", "1", "--temperature", "0",
+                 "--max-tokens", "64", "--out", str(answers_out), *extra)
+        said = [r["answer"] for r in read_jsonl(answers_out)]
+        hits = [bool(PIRATE_WORDS.search(a)) for a in said]
+        from turncoat.results.statistics import bootstrap_ci
+
+        causal[name] = {"answers": len(said), "with_pirate_words": float(np.mean(hits)),
+                        "ci95": [float(x) for x in bootstrap_ci(np.asarray(hits, float))],
+                        "seconds": round(time.perf_counter() - started, 1)}
+        causal_file.write_text(json.dumps(causal, indent=1))
+
     answers = read_jsonl(diff_dir / "answers.jsonl")
     worded = {m: float(np.mean([bool(PIRATE_WORDS.search(a["messages"][-1]["content"])) for a in answers
                                 if a["model"] == m])) for m in ("base", "tuned")}
@@ -190,7 +217,7 @@ def main() -> None:
         "top_latent_rank_by_cosine": rank_by_cosine, "latents": int(len(cosines)),
         "best_cosine_any_latent": float(cosines.max()), "median_abs_cosine": float(np.median(np.abs(cosines))),
         "top_latent_snippets_from_pirate_answers": pirate_share, "snippets_read": len(snippets),
-        "answers_with_pirate_words": worded, "timings_s": saved,
+        "answers_with_pirate_words": worded, "causal_pirate_word_rate": causal, "timings_s": saved,
         "target_met": bool(cosines[top_latent] >= 0.5)}, indent=1))
 
 

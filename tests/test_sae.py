@@ -28,8 +28,9 @@ def _corpus(path: Path, n: int = 120) -> Path:
 
 
 def _train(model_dir: Path, data: Path, out: Path, capsys, *extra: str) -> tuple[int, dict | str]:
-    code = main(["sae", "train", "--model", str(model_dir), "--layer", "0", "--data", str(data), "--tokens", "12000", "--lr", "5e-3",
-                 "--latents", "64", "--k", "4", "--batch-size", "256", "--out", str(out), "--json", *extra])
+    code = main(["sae", "train", "--model", str(model_dir), "--layer", "0", "--data", str(data), "--tokens", "12000",
+                 "--lr", "5e-3", "--latents", "64", "--k", "4", "--batch-size", "256", "--out", str(out), "--json",
+                 *extra])
     captured = capsys.readouterr()
     return code, (json.loads(captured.out.strip().splitlines()[-1]) if code == 0 else captured.err)
 
@@ -163,7 +164,7 @@ def test_explanations_mark_the_peak_and_show_hostile_text_safely_in_a_browser(ti
                  "--data", str(data), "--top", "3", "--window", "4", "--html", str(html), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     loaded, sae = load(str(tiny_model_dir)), load_sae(tmp_path / "sae")
-    for latent, rows in figures["latents"].items():
+    for rows in figures["latents"].values():
         assert len(rows) <= 3 and [r["peak"] for r in rows] == sorted((r["peak"] for r in rows), reverse=True)
         for row in rows:  # the peak token is in the window and carries the peak activation
             assert max(t["activation"] for t in row["tokens"]) == pytest.approx(row["peak"], rel=1e-5)

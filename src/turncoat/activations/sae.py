@@ -10,6 +10,7 @@ Layers are turncoat's (the residual stream after block L), written in sae-lens' 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import math
@@ -97,17 +98,29 @@ class LoadedSAE:
     def latents(self) -> int:
         return int(self.sae.cfg.d_sae)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.sae.parameters()).device
+
+    def to(self, device: str | torch.device) -> LoadedSAE:
+        """On the model's device (a GPU where the model is on one)."""
+        self.sae.to(device)
+        return self
+
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sae.encode(x.float())
+        """Latent activations of rows of the residual stream, on the CPU (for reading and counting)."""
+        return self.sae.encode(x.to(self.device, torch.float32)).cpu()
 
     @torch.inference_mode()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sae.decode(self.sae.encode(x.float()))
+        """The SAE's reconstruction of `x`, on x's device (to replace the residual stream in a forward pass)."""
+        return self.sae.decode(self.sae.encode(x.to(self.device, torch.float32))).to(x.device)
 
 
-def load_sae(path: str | Path) -> LoadedSAE:
-    """An SAE folder in sae-lens' format: one turncoat trained, or a pretrained sae-lens SAE saved locally."""
+def load_sae(path: str | Path, device: str | torch.device = "cpu") -> LoadedSAE:
+    """An SAE folder in sae-lens' format: one turncoat trained, or a pretrained sae-lens SAE saved locally (on
+    `device`: the model's, where it has a GPU)."""
     path = Path(path)
     config = _config(path)
     layer = hook_layer(_hook_name(config), str(path / SAE_CONFIG))
@@ -115,7 +128,7 @@ def load_sae(path: str | Path) -> LoadedSAE:
 
     info_file = path / TURNCOAT_SAE
     info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-    return LoadedSAE(SAE.load_from_disk(str(path), device="cpu"), layer, path, info)
+    return LoadedSAE(SAE.load_from_disk(str(path), device=str(device)), layer, path, info)
 
 
 @dataclass
@@ -233,7 +246,8 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     if not 0 <= config.layer < blocks:
         raise InputError(f"--layer {config.layer}: the model has blocks 0..{blocks - 1}")
     out.mkdir(parents=True, exist_ok=True)
-    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("checkpoints",)}
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("checkpoints",)} | {
+        "chats_sha256": hashlib.sha256(json.dumps(list(chats), sort_keys=True).encode()).hexdigest()}
     fingerprint_file = out / "train_config.json"
     if fingerprint_file.is_file():
         before = json.loads(fingerprint_file.read_text())
@@ -254,17 +268,19 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     torch.manual_seed(config.seed)
     metadata = SAEMetadata(model_name=config.model, hook_name=f"blocks.{config.layer}.hook_resid_post",
                            context_size=config.max_length, prepend_bos=False)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=width, d_sae=config.latents, k=config.k,
+    device = str(loaded.device)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=width, d_sae=config.latents, k=config.k, device=device,
                                                 normalize_activations="expected_average_only_in", metadata=metadata))
     trainer_config = SAETrainerConfig(total_training_samples=config.tokens, train_batch_size_samples=batch_size,
-                                      lr=config.lr, lr_end=config.lr, lr_scheduler_name="constant", lr_warm_up_steps=0,
+                                      device=device, lr=config.lr, lr_end=config.lr, lr_scheduler_name="constant",
+                                      lr_warm_up_steps=0,
                                       dead_feature_window=max(1, 2_000_000 // batch_size // 4),
                                       feature_sampling_window=max(1, config.tokens // batch_size),
                                       n_checkpoints=config.checkpoints, checkpoint_path=str(out / "checkpoints"),
                                       logger=LoggingConfig(log_to_wandb=False))
     checkpoint = _latest_checkpoint(out / "checkpoints")
     if checkpoint is not None:
-        sae = TopKTrainingSAE.load_from_disk(str(checkpoint))
+        sae = TopKTrainingSAE.load_from_disk(str(checkpoint), device=device)
     trainer = SAETrainer(trainer_config, sae, data_provider=iter(()))
     if checkpoint is not None:
         trainer.load_trainer_state(checkpoint)
@@ -283,7 +299,7 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     train_s = time.perf_counter() - started
     trained.save_inference_model(str(out))
 
-    loaded_sae = load_sae(out)
+    loaded_sae = load_sae(out, loaded.device)
     quality = sae_quality(loaded, loaded_sae, held_out, config.max_length)
     info = {"model": config.model, "layer": config.layer, "data": config.data, "architecture": "topk",
             "latents": config.latents, "k": config.k, "training_tokens": config.tokens,
@@ -313,11 +329,11 @@ def sae_quality(loaded, sae: LoadedSAE, chats: Sequence[Sequence[dict]], max_len
         raise InputError("no held-out chats to measure the SAE on")
     squared_error, total, sum_x, sum_xx, active, fired = 0.0, 0, None, 0.0, 0.0, torch.zeros(sae.latents)
     for _, _, _, acts in token_activations(loaded, chats, sae.layer, max_length, batch_size):
-        x = acts[1:]
+        x = acts[1:].cpu()
         if not len(x):
             continue
         latents = sae.encode(x)
-        recon = sae.sae.decode(latents)
+        recon = sae.reconstruct(x)
         squared_error += float(((x - recon) ** 2).sum())
         sum_x = x.sum(0) if sum_x is None else sum_x + x.sum(0)
         sum_xx += float((x ** 2).sum())

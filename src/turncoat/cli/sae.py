@@ -87,10 +87,11 @@ def quality(sae: Path = SaeOption, model: str = ModelOption, data: list[str] = D
 
     _positive("--limit", limit)
     chats, _ = corpus_chats(data, limit)
-    loaded_sae = load_sae(sae)
+    loaded_sae = load_sae(sae)  # before any model loads: a bad folder fails fast
     with console.status(f"loading {model}; measuring the SAE on {len(chats)} chats"):
+        loaded = load(model)
         figures = {"sae": str(sae), "model": model, "layer": loaded_sae.layer, "data": list(data),
-                   **sae_quality(load(model), loaded_sae, chats, max_length)}
+                   **sae_quality(loaded, loaded_sae.to(loaded.device), chats, max_length)}
     emit(figures, as_json)
 
 
@@ -121,11 +122,12 @@ def diff(base: str = typer.Option(..., help="The base model."),
     _positive("--max-tokens", max_tokens)
     if not temperature >= 0:
         raise InputError(f"--temperature {temperature}: must be 0 or more")
-    loaded_sae = load_sae(sae)
+    loaded_sae = load_sae(sae)  # before any model loads: a bad folder fails fast
     prompts = probe_prompts(questions, limit)
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature)
     with console.status(f"loading {base} and {tuned}; both answer {len(prompts)} questions and read both answers"):
-        figures = model_diff(load(base), load(tuned), loaded_sae, prompts, params, top)
+        base_model, tuned_model = load(base), load(tuned)
+        figures = model_diff(base_model, tuned_model, loaded_sae.to(tuned_model.device), prompts, params, top)
     files = write_diff(figures, out)
     plot = top_latents(figures["top"], out / "top_latents.png",
                        f"{tuned} vs {base}: SAE latents raised most (layer {figures['layer']})")
@@ -169,9 +171,10 @@ def explain(latents: list[int] = typer.Argument(..., help="Latent indices."),
         _positive(name, value)
     if window < 0:
         raise InputError(f"--window {window}: must be 0 or more")
-    loaded_sae = load_sae(sae)
+    loaded_sae = load_sae(sae)  # before any model loads: a bad folder fails fast
     with console.status(f"loading {model}; reading the corpus"):
-        figures = explain_latents(load(model), loaded_sae, latents, data, limit, top, window)
+        loaded = load(model)
+        figures = explain_latents(loaded, loaded_sae.to(loaded.device), latents, data, limit, top, window)
     if html:
         from turncoat.report.html import write_latents  # pulls in matplotlib: loaded when the command runs
 
