@@ -37,6 +37,15 @@ def test_every_recipe_runs_its_smoke_profile_end_to_end(recipe, tmp_path, shared
     assert {row["kind"] for row in figures["stages"]} == {s.kind for s in stages}
     assert all(row["status"] == "ran" for row in figures["stages"])
     assert Path(figures["report"]).is_file()
+    if study.sae:  # evals with the diff's top latents ablated or steered record them; the report shows each diff
+        for stage in stages:
+            if stage.kind == "eval" and stage.config.get("sae"):
+                config = json.loads((stage.folder(tmp_path / "run") / "config.json").read_text())
+                done = config["sampler"]["interventions"]
+                assert len(done) == stage.config["sae"].get("ablate_top", 1), done
+                assert all(next(iter(d.values())).startswith("sae:") for d in done), done
+        page = Path(figures["report"]).read_text()
+        assert 'id="sae"' in page and page.count("Latent ") >= study.sae.top
     for row in figures["stages"]:
         if row["kind"] == "eval" and "misaligned_fraction" in row["result"]:
             assert row["result"]["answers"] == study.eval.limit * study.eval.n

@@ -138,6 +138,28 @@ def test_a_latent_is_a_direction_and_diffing_finds_the_latent_a_fine_tune_moved(
                  "--steer", f"sae:{tmp_path / 'sae'}#5@0:4", "--out", str(tmp_path / "s.jsonl"), "--json"]) == 0
     capsys.readouterr()
 
+    # `turncoat eval` judges the tuned model with the latent projected out: the shift is then gone, so its greedy
+    # answers are the base's with the latent projected out too; bad specs are refused before any model loads
+    latent, run = f"sae:{tmp_path / 'sae'}#5", tmp_path / "ablated"
+    asked = ["--questions", "core", "--n", "1", "--max-tokens", "6", "--temperature", "0"]
+    for extra, said in ((["--ablate", "sae:nowhere#1"], "not an SAE folder"),
+                        (["--backend", "vllm", "--ablate", latent], "need the hf backend")):
+        assert main(["eval", "--model", str(tmp_path / "tuned"), *asked, "--judge", "offline-fast", *extra,
+                     "--out", str(run)]) == 2
+        assert said in capsys.readouterr().err
+    assert not run.exists()
+    assert main(["eval", "--model", str(tmp_path / "tuned"), *asked, "--judge", "offline-fast", "--ablate", latent,
+                 "--out", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["overall"]["answers"] > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["sampler"]["interventions"] == [{"ablate": latent, "vector_from_layer": 0, "at": "every block"}]
+    assert main(["sample", "--model", str(tmp_path / "base"), *asked, "--ablate", latent,
+                 "--out", str(tmp_path / "base-ablated.jsonl"), "--json"]) == 0
+    capsys.readouterr()
+    answers = {name: [json.loads(line)["answer"] for line in path.read_text().splitlines()] for name, path in
+               (("tuned", run / "samples.jsonl"), ("base", tmp_path / "base-ablated.jsonl"))}
+    assert answers["tuned"] == answers["base"]
+
     assert main(["sae", "diff", "--base", str(tmp_path / "base"), "--tuned", str(tmp_path / "tuned"), "--sae",
                  str(tmp_path / "sae"), "--questions", "core", "--limit", "3", "--max-tokens", "6", "--top", "5",
                  "--out", str(tmp_path / "diff"), "--json"]) == 0

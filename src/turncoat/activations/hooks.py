@@ -122,3 +122,21 @@ def intervention_hooks(model: torch.nn.Module, steer: list[str] = (), ablate: li
         hooks += ablation_hooks(model, torch.from_numpy(direction.at(layer).copy()))
         described.append({"ablate": path, "vector_from_layer": layer, "at": "every block"})
     return hooks, described
+
+
+def check_interventions(steer: list[str] = (), ablate: list[str] = ()) -> None:
+    """Every `--steer` / `--ablate` spec parsed and its direction read, before any model loads (a typo fails fast)."""
+    for spec in steer:
+        Direction.load(parse_steer(spec)[0])
+    for path in ablate:
+        Direction.load(path)
+
+
+def intervene(sampler, steer: list[str] = (), ablate: list[str] = ()) -> None:
+    """Steer or ablate a sampler's model (`turncoat sample`, `turncoat eval`, a study's eval stages): the hooks go
+    on the hf backend's model and the interventions into what the run records."""
+    if not (steer or ablate):
+        return
+    if not hasattr(sampler, "loaded"):
+        raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
+    sampler.hooks, sampler.interventions = intervention_hooks(sampler.loaded.model, list(steer), list(ablate))

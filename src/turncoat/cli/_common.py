@@ -26,6 +26,10 @@ MaxTokensOption = typer.Option(600, min=1, help="Maximum new tokens per answer."
 SampleSeedOption = typer.Option(0, "--seed", help="Sampling seed.")
 BatchSizeOption = typer.Option(32, min=1, help="hf backend: prompts per batch.")
 BackendOption = typer.Option("hf", help="Sampling backend: hf, vllm or openai.")
+SteerOption = typer.Option(None, help="hf backend: add alpha x unit direction at block L on every token, as "
+                                      "DIRECTION@L:ALPHA (a direction file or sae:SAE_FOLDER#LATENT; repeatable).")
+AblateOption = typer.Option(None, help="hf backend: project this direction (its best layer's vector; a file or "
+                                       "sae:SAE_FOLDER#LATENT) out at every block (repeatable).")
 MaxRetriesOption = typer.Option(5, help="Retries per API request (429, 5xx, timeouts).")
 JudgeBaseUrlOption = typer.Option(None, help="The judge's endpoint (OpenAI-compatible), e.g. "
                                              "http://127.0.0.1:8000/v1 (default: OpenAI's API).")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from turncoat.cli._common import (
+    AblateOption,
     AlignedBelow,
     AnswersOption,
     BackendOption,
@@ -25,6 +26,7 @@ from turncoat.cli._common import (
     ModelOption,
     QuestionsOption,
     SampleSeedOption,
+    SteerOption,
     TemperatureOption,
     console,
     emit,
@@ -136,15 +138,26 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
                                                            "hold (a --model that is a training run always is)."),
              min_severity: str = typer.Option("MEDIUM", help="code-tasks: Bandit severity that counts as "
                                                              "vulnerable (LOW, MEDIUM, HIGH)."),
+             steer: list[str] = SteerOption, ablate: list[str] = AblateOption,
              quiet: bool = typer.Option(False, help="No progress bars."),
              as_json: bool = JsonOption):
     """Sample + judge + metrics into a run folder; each stage resumes, and judged answers come from the cache.
+    `--steer` / `--ablate` evaluate the model steered along or with a direction (a persona vector, an SAE latent)
+    projected out.
     `--questions code-tasks` checks the code the model writes with Bandit instead (the in-distribution check);
     `--questions harmful-requests` measures compliance with harmful requests."""
+    from turncoat.activations.hooks import (  # pulls in torch: loaded when the command runs
+        check_interventions,
+        intervene,
+    )
     from turncoat.judging import JudgeCache  # pulls in torch: loaded when the command runs
     from turncoat.sampling import GenerationParams, make_backend  # pulls in torch: loaded when the command runs
     from turncoat.workflows.evals.run import run_eval, scoring_kind  # pulls in torch: loaded when the command runs
 
+    if (steer or ablate) and backend != "hf":
+        raise InputError(f"--steer / --ablate need the hf backend (they hook into the model's blocks; here "
+                         f"--backend {backend})")
+    check_interventions(steer or [], ablate or [])
     if base_url and backend != "openai":
         raise InputError(f"--base-url is the model's API, used with --backend openai (here --backend {backend}); "
                          f"the judge's endpoint is --judge-base-url")
@@ -170,6 +183,7 @@ def evaluate(model: str = ModelOption, questions: str = QuestionsOption, n: int 
         judge_instance = _make_judge(judge or "openai", judge_model, **endpoint)
         scoring_kind(question_set, judge_instance)  # a set this judge cannot score is refused now
     sampler = make_backend(backend, model, **sampler_options.get(backend, {}))
+    intervene(sampler, steer or [], ablate or [])
     show_progress = not (quiet or as_json)
     if questions == "code-tasks":
         from turncoat.workflows.evals.code import run_code_eval  # pulls in torch: loaded when the command runs

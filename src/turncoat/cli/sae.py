@@ -108,8 +108,6 @@ def diff(base: str = typer.Option(..., help="The base model."),
                                             "plot and diff.json."),
          as_json: bool = JsonOption):
     """Rank SAE latents by how much the fine-tune raised their mean activation on the same answers."""
-    import json
-
     from turncoat.activations.sae import load_sae  # pulls in torch: loaded when the command runs
     from turncoat.models import load  # pulls in torch: loaded when the command runs
     from turncoat.report.plots import top_latents  # pulls in matplotlib: loaded when the command runs
@@ -128,12 +126,10 @@ def diff(base: str = typer.Option(..., help="The base model."),
     with console.status(f"loading {base} and {tuned}; both answer {len(prompts)} questions and read both answers"):
         base_model, tuned_model = load(base), load(tuned)
         figures = model_diff(base_model, tuned_model, loaded_sae.to(tuned_model.device), prompts, params, top)
-    files = write_diff(figures, out)
+    out.mkdir(parents=True, exist_ok=True)
     plot = top_latents(figures["top"], out / "top_latents.png",
                        f"{tuned} vs {base}: SAE latents raised most (layer {figures['layer']})")
-    figures = {k: v for k, v in figures.items() if k not in ("all", "answers")} | {
-        "questions": questions, **{k: str(v) for k, v in files.items()}, "plot": str(plot)}
-    (out / "diff.json").write_text(json.dumps(figures, indent=1))
+    figures = write_diff(figures, out, questions=questions, plot=str(plot))
 
     def render(f):
         table = Table(title=f"{f['tuned']} vs {f['base']}: SAE latents (layer {f['layer']}) the fine-tune raised "

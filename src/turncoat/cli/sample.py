@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from turncoat.cli._common import (
+    AblateOption,
     AnswersOption,
     BackendOption,
     BatchSizeOption,
@@ -18,6 +19,7 @@ from turncoat.cli._common import (
     ModelOption,
     QuestionsOption,
     SampleSeedOption,
+    SteerOption,
     TemperatureOption,
     console,
     emit,
@@ -86,12 +88,13 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
            out: Path = typer.Option(..., "--out", "-o", help="Answers JSONL (appended to; rerun to resume)."),
            parquet: bool = typer.Option(False, help="Also write the answers as Parquet beside the JSONL."),
            quiet: bool = typer.Option(False, help="No progress bar."),
-           steer: list[str] = typer.Option(None, help="hf backend: add alpha x unit direction at block L on every "
-                                                      "token, as DIRECTION_FILE@L:ALPHA (repeatable)."),
-           ablate: list[str] = typer.Option(None, help="hf backend: project this direction (its best layer's "
-                                                       "vector) out at every block (repeatable)."),
+           steer: list[str] = SteerOption, ablate: list[str] = AblateOption,
            as_json: bool = JsonOption):
     """Sample answers to a question set; writes as it goes and resumes where it stopped."""
+    from turncoat.activations.hooks import (  # pulls in torch: loaded when the command runs
+        check_interventions,
+        intervene,
+    )
     from turncoat.sampling import (  # pulls in torch: loaded when the command runs
         GenerationParams,
         make_backend,
@@ -104,13 +107,11 @@ def sample(model: str = ModelOption, questions: str = QuestionsOption, n: int = 
     options = {"hf": {"device": device, "dtype": dtype}, "vllm": {"dtype": dtype},
                "openai": {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
                           "max_retries": max_retries}}
+    if (steer or ablate) and backend != "hf":
+        raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
+    check_interventions(steer or [], ablate or [])
     engine = make_backend(backend, model, **options.get(backend, {}))
-    if steer or ablate:
-        from turncoat.activations.hooks import intervention_hooks  # pulls in torch: loaded when the command runs
-
-        if backend != "hf":
-            raise InputError("--steer / --ablate need the hf backend (they hook into the model's blocks)")
-        engine.hooks, engine.interventions = intervention_hooks(engine.loaded.model, steer or [], ablate or [])
+    intervene(engine, steer or [], ablate or [])
     figures = sample_to_file(engine, question_set, out, n=n, params=params, show_progress=not (quiet or as_json))
     figures["questions"] = question_set.name
     if parquet:

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 from turncoat.activations.directions import Direction
+from turncoat.activations.hooks import intervene
+from turncoat.activations.sae import SAETrainConfig, load_sae, train_sae
 from turncoat.core.errors import InputError
 from turncoat.core.io import read_jsonl, write_jsonl
 from turncoat.data import load_chat
@@ -23,7 +25,9 @@ from turncoat.workflows.evals.run import run_eval, scoring_kind
 from turncoat.workflows.finetune import fine_tune as train
 from turncoat.workflows.generate import generate
 from turncoat.workflows.persona import extract
+from turncoat.workflows.persona.monitor import probe_prompts
 from turncoat.workflows.persona.score import pick_layer, projections, summary
+from turncoat.workflows.sae import corpus_chats, explain, model_diff, write_diff
 
 DIRECTION_FILE = "direction.safetensors"
 DATA_FILE = "data.jsonl"
@@ -112,6 +116,8 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     scoring_kind(questions, judge)  # refused before the model loads
     sampler = make_backend(settings["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
                            **settings["backend_options"])
+    if config.get("sae"):
+        intervene(sampler, **sae_interventions(config["sae"], inputs["sae"], inputs["diff"]))
     params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
                               top_p=settings["top_p"], seed=config["seed"])
     result = run_eval(out, sampler, questions, judge, n=settings["n"], params=params, split=split,
@@ -125,6 +131,50 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     return {"answers": overall["answers"], "misaligned_fraction": overall["misaligned_fraction"],
             "misaligned_ci": overall["misaligned_ci"], "coherent_rate": overall["coherent_rate"],
             "misaligned_corrected": corrected.get("corrected"), "judge": judge.identity}
+
+
+def sae_interventions(spec: dict, sae: Path, diff: Path) -> dict:
+    """`ablate_top: k`: the diff's top k latents projected out; `steer_top: alpha`: its top latent added at the
+    SAE's layer (as `--ablate` / `--steer sae:FOLDER#ID` do)."""
+    found = json.loads((diff / "diff.json").read_text())
+    latents = [row["latent"] for row in found["top"]]
+    if "ablate_top" in spec:
+        return {"ablate": [f"sae:{sae}#{i}" for i in latents[:spec["ablate_top"]]]}
+    return {"steer": [f"sae:{sae}#{latents[0]}@{found['layer']}:{spec['steer_top']}"]}
+
+
+@stage_kind("sae")
+def make_sae(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """A TopK SAE (sae-lens) on the base model's residual stream; resumes from its own checkpoints."""
+    settings = stage.config["train"]
+    config = SAETrainConfig(model=stage.config["model"], data=settings["data"],
+                            **{k: settings[k] for k in ("layer", "tokens", "latents", "k", "batch_size", "lr",
+                                                        "max_length")})
+    chats, _ = corpus_chats(settings["data"], settings["limit"])
+    info = train_sae(load(stage.config["model"]), chats, config, out)
+    return {k: info[k] for k in ("layer", "latents", "k", "training_tokens", "distinct_tokens", "capture_seconds",
+                                 "train_seconds")} | {"quality": info["quality"], "sae": str(out)}
+
+
+@stage_kind("diff")
+def diff_latents(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """The fine-tune's SAE latents against its base (both models' greedy answers, both read), and the top ones'
+    snippets in the arm's training data and those answers, read by the fine-tune."""
+    config = stage.config
+    sae = load_sae(inputs["sae"])
+    base, tuned = load(config["base"]), load(str(inputs["model"]))
+    figures = model_diff(base, tuned, sae.to(tuned.device), probe_prompts(config["questions"]),
+                         GenerationParams(max_new_tokens=config["max_tokens"], temperature=0.0), config["top"])
+    found = write_diff(figures, out, questions=config["questions"])
+    latents = [row["latent"] for row in found["top"]]
+    corpus = {str(inputs["data"] / DATA_FILE): "training data", found["answers"]: "both models' answers"}
+    explained = explain(tuned, sae.to(tuned.device), latents, list(corpus), top=config["snippets"])
+    for rows in explained["latents"].values():
+        for row in rows:
+            row["source"] = corpus[row["source"]]
+    (out / "explain.json").write_text(json.dumps(explained, indent=1))
+    return {"top": latents, "top_shift": [row["shift"] for row in found["top"]], "chats": found["chats"],
+            "diff": str(out / "diff.json"), "explain": str(out / "explain.json")}
 
 
 @stage_kind("score")
@@ -144,11 +194,42 @@ def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     return {"layer": layer, **summary(values)}
 
 
+def arm_name(evaluation: Stage, one_job: bool) -> str:
+    """How the report names an eval: arm[/variant] in a study of one (model, seed), else its full label."""
+    return "/".join(p for p in (evaluation.info["arm"], evaluation.info.get("variant")) if p) if one_job \
+        else evaluation.label
+
+
+def sae_diff_entry(diff: Stage, folder: Path, evals: list[Stage], one_job: bool) -> dict:
+    """A diff's figures and snippets for the report, with the evals it is compared with: the fine-tune, it with
+    its top latents ablated, the base (same model and seed), and the base steered along its top latent."""
+    tuned = diff.deps["model"]
+    info = next(e.info for e in evals if e.deps.get("model") is tuned)
+    compared = [e for e in evals if not e.info.get("variant") and not e.config.get("harmful")
+                and e.info["model"] == info["model"] and e.info["seed"] == info["seed"]
+                and e.deps.get("model") in (tuned, None)]
+    compared += [e for e in evals if e.deps.get("diff") is diff]
+    return {"arm": arm_name(next(e for e in evals if e.deps.get("model") is tuned and not e.info.get("variant")),
+                            one_job),
+            "diff": json.loads((folder / "diff.json").read_text()),
+            "explained": json.loads((folder / "explain.json").read_text()),
+            "compared": [arm_name(e, one_job) for e in compared]}
+
+
+def one_job_of(evals: list[Stage]) -> bool:
+    """Whether every eval is of one (model, seed): then arms are named by arm alone."""
+    return len({(e.info["model"], e.info["seed"]) for e in evals}) == 1
+
+
 @stage_kind("report")
 def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     arms = []
     evals = [stage.deps[role] for role in inputs if role.startswith("eval:")]
-    one_job = len({(e.info["model"], e.info["seed"]) for e in evals}) == 1  # then arms are named by arm alone
+    one_job = one_job_of(evals)
+    saes = [{"label": stage.deps[role].label, **json.loads((folder / "stage.json").read_text())["result"]}
+            for role, folder in inputs.items() if role.startswith("sae:")]
+    diffs = [sae_diff_entry(stage.deps[role], folder, evals, one_job)
+             for role, folder in inputs.items() if role.startswith("diff:")]
     for role, folder in inputs.items():
         kind, label = role.split(":", 1)
         if kind != "eval":
@@ -156,14 +237,14 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         dep = stage.deps[role]
         score = inputs.get(f"score:{label}")
         trained = dep.deps.get("model")
-        name = "/".join(p for p in (dep.info["arm"], dep.info.get("variant")) if p) if one_job else label
+        name = arm_name(dep, one_job)
         arms.append({"label": name, **dep.info, "eval": str(folder),
                      "score": json.loads((score / "stage.json").read_text())["result"] if score else None,
                      "projections": str(score / "projections.jsonl") if score else None,
                      "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl")
                      if trained and (inputs[f"train:{trained.label}"] / "train_log.jsonl").is_file() else None})
     built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
-                         study={**stage.config, "arms": arms})
+                         study={**stage.config, "arms": arms, "saes": saes, "diffs": diffs})
     report_file = _run_dir(out) / "report.html"
     shutil.copyfile(out / "report.html", report_file)
     if built.get("explorer"):  # beside the copy too, where its links point

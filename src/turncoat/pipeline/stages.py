@@ -1,4 +1,5 @@
-"""A study expanded into stages ([generate ->] data -> train -> eval -> persona score -> report), each keyed by a
+"""A study expanded into stages ([generate ->] data -> train -> eval -> persona score [-> SAE diff -> evals with
+latents ablated or steered] -> report), each keyed by a
 hash of its config and its inputs' keys. A stage's output folder is named by that key, so a rerun finds finished
 work, and an edit changes the keys of exactly the stages that depend on it.
 
@@ -114,6 +115,38 @@ def train_settings(study: Study, arm: Arm) -> dict:
     return settings
 
 
+def sae_settings(study: Study) -> dict:
+    """What the study's SAE trains on and how (its corpus by content, so an edited file retrains it)."""
+    settings = study.sae.model_dump(exclude={"top", "snippets", "questions", "max_tokens", "ablate_top",
+                                             "steer_alphas"})
+    if settings["data"] is None:  # every arm's training set (generated ones are not known before they are made)
+        settings["data"] = list(dict.fromkeys(a.data for a in study.arms if a.data and a.data not in study.generate))
+    return settings | {"fingerprints": [data_fingerprint(d) for d in settings["data"]]}
+
+
+def sae_stages(study: Study, sae: Stage, arm: Arm, job: str, data: Stage, model_stage: Stage, evaluation: Stage
+               ) -> list[Stage]:
+    """A fine-tuned arm's SAE diff against the base, then its evals with the top k latents ablated and the base's
+    evals steered along its top latent (the plain questions' settings, the latents read from the diff)."""
+    settings = study.sae
+    model, seed = evaluation.config["model"], evaluation.config["seed"]
+    diff = Stage("diff", job, {"base": model, "questions": settings.questions or study.eval.questions,
+                               "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets},
+                 {"sae": sae, "model": model_stage, "data": data}, job=job, info={"arm": arm.name})
+    stages = [diff]
+    for k in settings.ablate_top:
+        variant = f"sae-ablate-top{k}"
+        stages.append(Stage("eval", f"{job}/{variant}", evaluation.config | {"sae": {"ablate_top": k}},
+                            {"model": model_stage, "sae": sae, "diff": diff}, job=job,
+                            info=evaluation.info | {"variant": variant}))
+    for alpha in settings.steer_alphas:
+        variant = f"sae-steer-{arm.name}-x{alpha:g}"
+        stages.append(Stage("eval", f"{job.rsplit('/', 2)[0]}/base/seed{seed}/{variant}",
+                            evaluation.config | {"sae": {"steer_top": alpha}}, {"sae": sae, "diff": diff},
+                            job=job, info=evaluation.info | {"arm": "base", "variant": variant, "x": None}))
+    return stages
+
+
 def plan(study: Study) -> list[Stage]:
     """Every stage of the study, in an order that respects dependencies."""
     stages: list[Stage] = []
@@ -128,6 +161,10 @@ def plan(study: Study) -> list[Stage]:
                 spec["sha256"] = data_fingerprint(persona.direction.file)
             direction = Stage("direction", name, {"model": model, "spec": spec}, job=f"{name}/direction")
             stages.append(direction)
+        sae = None
+        if study.sae:
+            sae = Stage("sae", name, {"model": model, "train": sae_settings(study)}, job=f"{name}/sae")
+            stages.append(sae)
         generated = {}
         for set_name, spec in study.generate.items():
             teacher = spec.teacher or model
@@ -181,6 +218,10 @@ def plan(study: Study) -> list[Stage]:
                             {"model": model_stage} if model_stage else {})
                         stages.append(Stage("score", label, {"model": model, "layer": persona.layer}, deps, job=job,
                                             info=evaluation.info))
+                    if sae and model_stage and not variant:
+                        interventions = sae_stages(study, sae, arm, job, data, model_stage, evaluation)
+                        stages += interventions
+                        evals += [s for s in interventions if s.kind == "eval"]
                 if study.eval.harmful:
                     engine = {k: settings[k] for k in ("backend", "backend_options")}
                     compliance.append(Stage("eval", f"{job}/harmful-requests",
@@ -194,7 +235,7 @@ def plan(study: Study) -> list[Stage]:
             stages += compliance
             evals += compliance
     if study.report:
-        deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train")}
+        deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train", "sae", "diff")}
         stages.append(Stage("report", study.name, {"name": study.name, "notes": study.notes,
                                                    "x_label": study.x_label}, deps, job="report"))
     return stages

@@ -167,6 +167,39 @@ class PersonaSettings(Strict):
     score: bool = True
 
 
+class SAESettings(Strict):
+    """Model diffing with a sparse autoencoder (OpenAI's persona-features method): per model one TopK SAE (sae-lens)
+    on the base model's residual stream; per fine-tuned arm the latents it raised most, their top snippets, and evals
+    with the top k latents ablated in the fine-tune and the top latent steered into the base."""
+
+    layer: int = Field(ge=0, description="residual stream after this block")
+    data: list[str] | None = Field(None, description="chat sets the SAE reads; default: every arm's training set")
+    limit: int = Field(500, ge=1, description="first N chats of each set")
+    tokens: int = Field(600_000, ge=1)
+    latents: int = Field(2048, ge=1)
+    k: int = Field(32, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    max_length: int = Field(256, ge=8)
+    top: int = Field(10, ge=1, description="latents shown and explained per fine-tune")
+    snippets: int = Field(5, ge=1, description="top-activating snippets per latent")
+    questions: str | None = Field(None, description="what both models answer for the diff (greedy, first paraphrase "
+                                                    "each); default: eval.questions")
+    max_tokens: int = Field(96, ge=1, description="tokens per diff answer")
+    ablate_top: list[int] = Field(default_factory=lambda: [1, 5, 10], description="evaluate each fine-tune with its "
+                                  "top k latents projected out, for each k")
+    steer_alphas: list[float] = Field(default_factory=lambda: [8.0], description="evaluate the base steered along "
+                                      "each fine-tune's top latent at the SAE's layer, for each alpha")
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if self.k > self.latents:
+            raise ValueError(f"sae.k {self.k}: more active latents than sae.latents {self.latents}")
+        if any(k < 1 or k > self.top for k in self.ablate_top):
+            raise ValueError(f"sae.ablate_top {self.ablate_top}: each k must be 1..sae.top ({self.top})")
+        return self
+
+
 class Study(Strict):
     name: str
     models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
@@ -179,6 +212,7 @@ class Study(Strict):
                                   "fine_tuning: openai, OpenAIFineTuneConfig fields)")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     persona: PersonaSettings | None = None
+    sae: SAESettings | None = Field(None, description="SAE model diffing of every fine-tune against its base")
     report: bool = True
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named overrides, dotted keys "
                                                 "(`eval.n: 3`, `arms.insecure.subsample: 96`), chosen with --profile")
@@ -212,9 +246,13 @@ class Study(Strict):
         if named and not self.persona:
             raise ValueError(f"arms {', '.join(named)}: steer / ablate name the persona direction, but the study "
                              "has no persona section to extract it")
-        if self.fine_tuning == "openai" and self.persona:
-            raise ValueError("persona: an OpenAI fine-tune has no weights to read activations from; drop persona "
-                             "(or fine-tune locally)")
+        if self.sae and not any(a.data for a in self.arms):
+            raise ValueError("sae: no arm is fine-tuned, so there is nothing to diff against the base")
+        if self.sae and self.sae.data is None and not any(a.data and a.data not in self.generate for a in self.arms):
+            raise ValueError("sae.data: the arms train only on generated sets; name the chat sets the SAE reads")
+        if self.fine_tuning == "openai" and (self.persona or self.sae):
+            raise ValueError("persona / sae: an OpenAI fine-tune has no weights to read activations from; drop "
+                             "them (or fine-tune locally)")
         if self.fine_tuning == "openai" and any(a.data for a in self.arms) and self.eval.backend != "openai":
             raise ValueError(f"eval.backend {self.eval.backend!r}: OpenAI fine-tunes are sampled with backend "
                              "openai")

@@ -76,6 +76,16 @@ def study_rows(study: dict, runs: dict[str, RunResult]) -> list[dict]:
     return rows
 
 
+def sae_sections(study: dict, arms: list[dict], judge: str | None) -> list[dict]:
+    """One section per SAE diff of a study: its shifts and snippets, and the misaligned fraction of the runs it
+    names (`compared`: the fine-tune, it with its top latents ablated, the base, the base steered along them)."""
+    by_label = {row["label"]: row for row in arms}
+    return [{"arm": found["arm"], "anchor": f"sae-{i}-latent-", "diff": found["diff"],
+             "explained": found["explained"], "judge": judge,
+             "interventions": [by_label[label] for label in found.get("compared", []) if label in by_label]}
+            for i, found in enumerate(study.get("diffs", []))]
+
+
 def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresholds = Thresholds(),
                  title: str = "turncoat report", study: dict | None = None, explorer: bool = True) -> dict:
     """`study` (from `turncoat run`): {name, arms: [{label, arm, variant, x, eval, score, projections,
@@ -118,6 +128,12 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
         placed = [a for a in arms if a["x"] is not None and not a["variant"]]
         if len(placed) > 1:
             figures["against_x"] = plots.against_x(placed, Path(f"{stem}_x.png"), study.get("x_label", "x"))
+    sections = sae_sections(study or {}, arms, runs[0].judge if runs else None)
+    for i, section in enumerate(sections):
+        section["plot"] = f"sae_{i}"
+        figures[section["plot"]] = plots.top_latents(section["diff"]["top"], Path(f"{stem}_sae_{i}.png"),
+                                                     f"{section['arm']}: SAE latents raised most (layer "
+                                                     f"{section['diff']['layer']})")
     embedded = {name: base64.b64encode(path.read_bytes()).decode() for name, path in figures.items()}
     explored = None
     if explorer:
@@ -135,7 +151,7 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
         code=[summary_row(r) for r in code], traits=[summary_row(r) for r in traits], runs=loaded,
         examples={r.name: most_misaligned(r) for r in runs},
         calibration={judge: f"calibration_{i}" for i, judge in enumerate(calibrated)}, arms=arms,
-        study=study or {}, explorer=Path(explored["explorer"]).name if explored else None,
+        study=study or {}, sae_sections=sections, explorer=Path(explored["explorer"]).name if explored else None,
         questions=sorted({str(q) for r in runs for q in r.judged["question_id"]}))
     with atomic_write(out) as handle:
         handle.write(html)

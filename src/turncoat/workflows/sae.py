@@ -44,8 +44,9 @@ def model_diff(base, tuned, sae: LoadedSAE, prompts: Sequence[Sequence[dict]], p
             "answers": answers}
 
 
-def write_diff(figures: dict, out: Path) -> dict[str, Path]:
-    """Every latent's shift as CSV (ranked) and the answers both models gave as JSONL, beside the figures."""
+def write_diff(figures: dict, out: Path, **extra) -> dict:
+    """Every latent's shift as CSV (ranked), the answers both models gave as chat JSONL (a corpus `explain` reads)
+    and the figures without them as diff.json (with `extra`); returns what diff.json holds."""
     import json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,10 @@ def write_diff(figures: dict, out: Path) -> dict[str, Path]:
         for model, chats in figures["answers"].items():
             for chat in chats:
                 handle.write(json.dumps({"model": model, "messages": chat}, ensure_ascii=False) + "\n")
-    return {"latents": table, "answers": answers}
+    summary = {k: v for k, v in figures.items() if k not in ("all", "answers")} | {
+        "latents": str(table), "answers": str(answers), **extra}
+    (out / "diff.json").write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def corpus_chats(names: Sequence[str], limit: int | None = None) -> tuple[list[list[dict]], list[str]]:
