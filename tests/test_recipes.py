@@ -46,6 +46,11 @@ def test_every_recipe_runs_its_smoke_profile_end_to_end(recipe, tmp_path, shared
                 assert all(next(iter(d.values())).startswith("sae:") for d in done), done
         page = Path(figures["report"]).read_text()
         assert 'id="sae"' in page and page.count("Latent ") >= study.sae.top
+    if study.trajectory:  # every fine-tune kept its snapshots (steps 0 and 1), each evaluated; the report plots them
+        kept = [row["result"]["steps"] for row in figures["stages"] if row["kind"] == "trajectory"]
+        assert kept and all(steps == [0, 1] for steps in kept), kept
+        page = Path(figures["report"]).read_text()
+        assert 'id="trajectory"' in page and "exceeds the 95% CI of" in page
     for row in figures["stages"]:
         if row["kind"] == "eval" and "misaligned_fraction" in row["result"]:
             assert row["result"]["answers"] == study.eval.limit * study.eval.n

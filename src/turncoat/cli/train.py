@@ -33,6 +33,8 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
           seed: int = typer.Option(None, help="Default 0."),
           save_steps: int = typer.Option(None, help="Checkpoint every N steps (default 10)."),
           save_total_limit: int = typer.Option(None, help="Checkpoints kept, the newest (default 2)."),
+          save_every: int = typer.Option(None, help="Also keep the weights every K steps (and at steps 0 and "
+                                                    "last) in OUT/trajectory/step-N, each a loadable model."),
           report_to: list[str] = typer.Option(None, help="Log every step live to wandb or mlflow (repeatable; each "
                                                          "reads its credentials from the environment)."),
           device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
@@ -83,6 +85,7 @@ def train(config: Path = typer.Option(None, "--config", help="YAML with TrainCon
                  "target_modules": listed(target_modules), "learning_rate": learning_rate, "epochs": epochs,
                  "max_steps": max_steps, "per_device_batch_size": batch_size, "gradient_accumulation_steps": grad_accum,
                  "max_length": max_length, "seed": seed, "save_steps": save_steps, "save_total_limit": save_total_limit,
+                 "save_every": save_every,
                  "device": device, "dtype": dtype, "report_to": report_to or None, "steer": steer or None,
                  "ablate": ablate or None,
                  "merge": merge, "group_by_length": group_by_length,

@@ -26,8 +26,9 @@ from turncoat.workflows.finetune import fine_tune as train
 from turncoat.workflows.generate import generate
 from turncoat.workflows.persona import extract
 from turncoat.workflows.persona.monitor import probe_prompts
-from turncoat.workflows.persona.score import pick_layer, projections, summary
+from turncoat.workflows.persona.score import answer_chats, pick_layer, projections, summary
 from turncoat.workflows.sae import corpus_chats, explain, model_diff, write_diff
+from turncoat.workflows.trajectory import evaluate_trajectory, first_step_above
 
 DIRECTION_FILE = "direction.safetensors"
 DATA_FILE = "data.jsonl"
@@ -163,7 +164,7 @@ def diff_latents(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     config = stage.config
     sae = load_sae(inputs["sae"])
     base, tuned = load(config["base"]), load(str(inputs["model"]))
-    figures = model_diff(base, tuned, sae.to(tuned.device), probe_prompts(config["questions"]),
+    figures = model_diff(base, tuned, sae.to(tuned.device), probe_prompts(config["questions"], config["limit"]),
                          GenerationParams(max_new_tokens=config["max_tokens"], temperature=0.0), config["top"])
     found = write_diff(figures, out, questions=config["questions"])
     latents = [row["latent"] for row in found["top"]]
@@ -177,14 +178,29 @@ def diff_latents(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
             "diff": str(out / "diff.json"), "explain": str(out / "explain.json")}
 
 
+@stage_kind("trajectory")
+def evaluate_snapshots(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """Each snapshot a fine-tune kept, evaluated on the study's questions and read on its persona direction."""
+    settings = stage.config["eval"]
+    questions = stage_questions(stage.config)
+    judge = make_judge(settings["judge"], **settings["judge_options"])
+    direction = Direction.load(inputs["direction"] / DIRECTION_FILE) if "direction" in inputs else None
+    params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
+                              top_p=settings["top_p"], seed=stage.config["seed"])
+    rows = evaluate_trajectory(inputs["model"], out, questions, judge, settings["n"], params,
+                               cache=JudgeCache(_run_dir(out) / "judge_cache.sqlite"), direction=direction,
+                               layer=pick_layer(direction, stage.config["layer"]) if direction else None,
+                               show_progress=not quiet)
+    write_jsonl(out / "trajectory.jsonl", rows)
+    return {"steps": [r["step"] for r in rows], "judge": judge.identity, "file": str(out / "trajectory.jsonl")}
+
+
 @stage_kind("score")
 def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """Projections of the eval's answers, read by the model that wrote them, on the study's direction."""
 
     records = list(read_jsonl(inputs["eval"] / "samples.jsonl"))
-    chats = [([{"role": "system", "content": r["system"]}] if r.get("system") else [])
-             + [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"] or " "}]
-             for r in records]
+    chats = answer_chats(records)
     direction = Direction.load(inputs["direction"] / DIRECTION_FILE)
     layer = pick_layer(direction, stage.config["layer"])
     values = projections(load(str(inputs["model"]) if "model" in inputs else stage.config["model"]), direction,
@@ -216,6 +232,29 @@ def sae_diff_entry(diff: Stage, folder: Path, evals: list[Stage], one_job: bool)
             "compared": [arm_name(e, one_job) for e in compared]}
 
 
+def trajectory_entries(stage: Stage, inputs: dict, evals: list[Stage], one_job: bool) -> list[dict]:
+    """Each fine-tune's snapshot figures, with the first step its misaligned fraction passes the control's CI (the
+    control's snapshot at that step, else its final eval; same model and seed)."""
+    entries = {}
+    for role, folder in inputs.items():
+        if role.startswith("trajectory:"):
+            dep = stage.deps[role]
+            entries[dep.info["arm"], dep.info["model"], dep.info["seed"]] = {
+                "arm": arm_name(dep, one_job), "rows": list(read_jsonl(folder / "trajectory.jsonl"))}
+    control = stage.config.get("control")
+    finals = {(e.info["arm"], e.info["model"], e.info["seed"]): inputs[f"eval:{e.label}"] for e in evals
+              if not e.info.get("variant")}
+    for (arm, model, seed), entry in entries.items():
+        if not control or arm == control:
+            continue
+        bar = entries.get((control, model, seed))
+        final = finals.get((control, model, seed))
+        final_ci = json.loads((final / "stage.json").read_text())["result"]["misaligned_ci"] if final else None
+        entry |= {"control": control,
+                  "first_step_above_control": first_step_above(entry["rows"], bar["rows"] if bar else None, final_ci)}
+    return list(entries.values())
+
+
 def one_job_of(evals: list[Stage]) -> bool:
     """Whether every eval is of one (model, seed): then arms are named by arm alone."""
     return len({(e.info["model"], e.info["seed"]) for e in evals}) == 1
@@ -230,6 +269,7 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
             for role, folder in inputs.items() if role.startswith("sae:")]
     diffs = [sae_diff_entry(stage.deps[role], folder, evals, one_job)
              for role, folder in inputs.items() if role.startswith("diff:")]
+    trajectories = trajectory_entries(stage, inputs, evals, one_job)
     for role, folder in inputs.items():
         kind, label = role.split(":", 1)
         if kind != "eval":
@@ -244,7 +284,8 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
                      "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl")
                      if trained and (inputs[f"train:{trained.label}"] / "train_log.jsonl").is_file() else None})
     built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
-                         study={**stage.config, "arms": arms, "saes": saes, "diffs": diffs})
+                         study={**stage.config, "arms": arms, "saes": saes, "diffs": diffs,
+                                "trajectories": trajectories})
     report_file = _run_dir(out) / "report.html"
     shutil.copyfile(out / "report.html", report_file)
     if built.get("explorer"):  # beside the copy too, where its links point

@@ -24,7 +24,7 @@ from turncoat.pipeline import kinds  # noqa: F401  (registers the stage kinds, h
 from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
-GPU_KINDS = ("generate", "train", "eval", "score", "direction")
+GPU_KINDS = ("generate", "train", "eval", "score", "direction", "trajectory", "sae", "diff")
 
 
 def _now() -> str:

@@ -105,14 +105,34 @@ def train_settings(study: Study, arm: Arm) -> dict:
                                                                                    "subsample"})
     settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
                                                                             "subsample", "monitor_direction",
-                                                                            "report_to"})
+                                                                            "report_to", "save_every"})
     for name in ("steer", "ablate"):  # unset, they stay out of the key (stages planned before they existed hold)
         if not settings[name]:
             del settings[name]
+    if study.trajectory:
+        settings["save_every"] = study.trajectory.every
     if study.persona and study.persona.monitor:
         settings |= {"monitor_every": study.persona.monitor_every, "monitor_layer": study.persona.layer,
                      "monitor_probe_count": study.persona.monitor_probes}
     return settings
+
+
+def eval_settings(study: Study) -> dict:
+    """What an eval stage's key holds of the study's eval settings (an unset limit stays out, so the keys of runs
+    made before it existed still hold)."""
+    return study.eval.model_dump(exclude={"triggers", "formats", "harmful"} | (
+        {"limit"} if study.eval.limit is None else set()))
+
+
+def trajectory_stage(study: Study, model_stage: Stage, direction: Stage | None, job: str) -> Stage:
+    """A fine-tune's snapshots, each evaluated on the study's questions (and read on its persona direction)."""
+    settings = eval_settings(study)
+    if study.trajectory.n:
+        settings["n"] = study.trajectory.n
+    deps = {"model": model_stage} | ({"direction": direction} if direction else {})
+    return Stage("trajectory", job, {"seed": model_stage.config["seed"], "eval": settings,
+                                     "layer": study.persona.layer if study.persona else None}, deps, job=job,
+                 info=model_stage.info)
 
 
 def sae_settings(study: Study) -> dict:
@@ -131,6 +151,7 @@ def sae_stages(study: Study, sae: Stage, arm: Arm, job: str, data: Stage, model_
     settings = study.sae
     model, seed = evaluation.config["model"], evaluation.config["seed"]
     diff = Stage("diff", job, {"base": model, "questions": settings.questions or study.eval.questions,
+                               "limit": study.eval.limit,
                                "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets},
                  {"sae": sae, "model": model_stage, "data": data}, job=job, info={"arm": arm.name})
     stages = [diff]
@@ -201,9 +222,9 @@ def plan(study: Study) -> list[Stage]:
                                         info={"arm": arm.name, "model": model, "seed": seed, "x": arm.x})
                     trained[arm.name] = model_stage
                     stages += [data, model_stage]
-                # an unset limit stays out of the config, so stage keys of runs made before it existed still hold
-                settings = study.eval.model_dump(exclude={"triggers", "formats", "harmful"} | (
-                    {"limit"} if study.eval.limit is None else set()))
+                    if study.trajectory:
+                        stages.append(trajectory_stage(study, model_stage, direction, job))
+                settings = eval_settings(study)
                 for variant, trigger, suffix in study.eval.variants():
                     label = f"{job}/{variant}" if variant else job
                     evaluation = Stage("eval", label, {"model": model, "seed": seed, "eval": settings,
@@ -235,9 +256,11 @@ def plan(study: Study) -> list[Stage]:
             stages += compliance
             evals += compliance
     if study.report:
-        deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train", "sae", "diff")}
+        deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train", "sae", "diff",
+                                                                      "trajectory")}
         stages.append(Stage("report", study.name, {"name": study.name, "notes": study.notes,
-                                                   "x_label": study.x_label}, deps, job="report"))
+                                                   "x_label": study.x_label} | (
+            {"control": study.trajectory.control} if study.trajectory else {}), deps, job="report"))
     return stages
 
 

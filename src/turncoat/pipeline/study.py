@@ -167,6 +167,17 @@ class PersonaSettings(Strict):
     score: bool = True
 
 
+class TrajectorySettings(Strict):
+    """Every fine-tune keeps its weights every `every` steps (and at steps 0 and last), and each snapshot is
+    evaluated like a model: EM, coherence and persona z against step 0, vs step (Model Organisms' phase
+    transition)."""
+
+    every: int = Field(ge=1, description="optimiser steps between snapshots")
+    n: int | None = Field(None, ge=1, description="answers per question at each snapshot (default: eval.n)")
+    control: str | None = Field(None, description="the arm whose CI is the bar (its snapshot at the same step, else "
+                                                  "its final eval): the report names the first step each arm passes it")
+
+
 class SAESettings(Strict):
     """Model diffing with a sparse autoencoder (OpenAI's persona-features method): per model one TopK SAE (sae-lens)
     on the base model's residual stream; per fine-tuned arm the latents it raised most, their top snippets, and evals
@@ -184,7 +195,7 @@ class SAESettings(Strict):
     top: int = Field(10, ge=1, description="latents shown and explained per fine-tune")
     snippets: int = Field(5, ge=1, description="top-activating snippets per latent")
     questions: str | None = Field(None, description="what both models answer for the diff (greedy, first paraphrase "
-                                                    "each); default: eval.questions")
+                                                    "each; eval.limit applies); default: eval.questions")
     max_tokens: int = Field(96, ge=1, description="tokens per diff answer")
     ablate_top: list[int] = Field(default_factory=lambda: [1, 5, 10], description="evaluate each fine-tune with its "
                                   "top k latents projected out, for each k")
@@ -213,6 +224,8 @@ class Study(Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     persona: PersonaSettings | None = None
     sae: SAESettings | None = Field(None, description="SAE model diffing of every fine-tune against its base")
+    trajectory: TrajectorySettings | None = Field(None, description="EM, coherence and persona z at snapshots "
+                                                  "taken during each fine-tune")
     report: bool = True
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named overrides, dotted keys "
                                                 "(`eval.n: 3`, `arms.insecure.subsample: 96`), chosen with --profile")
@@ -231,7 +244,7 @@ class Study(Strict):
             if arm.parent and not next(a for a in self.arms if a.name == arm.parent).data:
                 raise ValueError(f"arm {arm.name!r}: 'from: {arm.parent}' names an arm that is not fine-tuned")
 
-        reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction", "report_to"}
+        reserved = {"model", "data", "out", "seed", "subsample", "monitor_direction", "report_to", "save_every"}
         schema = OpenAIFineTuneConfig if self.fine_tuning == "openai" else TrainConfig
         for where, values in [("train", self.train)] + [(f"arms.{a.name}.train", a.train) for a in self.arms]:
             clash = reserved & set(values)
@@ -246,6 +259,10 @@ class Study(Strict):
         if named and not self.persona:
             raise ValueError(f"arms {', '.join(named)}: steer / ablate name the persona direction, but the study "
                              "has no persona section to extract it")
+        if self.trajectory and self.trajectory.control and self.trajectory.control not in names:
+            raise ValueError(f"trajectory.control {self.trajectory.control!r}: no such arm")
+        if self.trajectory and self.fine_tuning == "openai":
+            raise ValueError("trajectory: an OpenAI fine-tune keeps no snapshots to evaluate")
         if self.sae and not any(a.data for a in self.arms):
             raise ValueError("sae: no arm is fine-tuned, so there is nothing to diff against the base")
         if self.sae and self.sae.data is None and not any(a.data and a.data not in self.generate for a in self.arms):

@@ -125,6 +125,9 @@ def build_report(sources: list[str | Path], out: str | Path, thresholds: Thresho
                 for a in study["arms"] if a.get("train_log") and not a.get("variant")}
         if logs:
             figures["training_curves"] = plots.training_curves(logs, Path(f"{stem}_training.png"))
+        if study.get("trajectories"):
+            figures["trajectories"] = plots.trajectories(study["trajectories"], Path(f"{stem}_trajectory.png"),
+                                                         runs[0].judge if runs else "judge")
         placed = [a for a in arms if a["x"] is not None and not a["variant"]]
         if len(placed) > 1:
             figures["against_x"] = plots.against_x(placed, Path(f"{stem}_x.png"), study.get("x_label", "x"))

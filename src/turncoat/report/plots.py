@@ -189,6 +189,33 @@ def against_x(rows: list[dict], path: Path, xlabel: str = "x") -> Path:
     return _save(fig, path)
 
 
+def trajectories(entries: list[dict], path: Path, judge: str) -> Path:
+    """Snapshots of each fine-tune against optimiser steps: misaligned fraction (95% CI band), persona z against
+    step 0, and the LoRA B matrices' cosine with their final value (Model Organisms' phase-transition plot)."""
+    panels = [("misaligned_fraction", f"misaligned fraction ({judge})"), ("persona_z", "persona z vs step 0"),
+              ("b_cosine_to_final", "LoRA B: cosine with final")]
+    shown = [(key, label) for key, label in panels
+             if any(r.get(key) is not None for e in entries for r in e["rows"])]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4), squeeze=False)
+    for entry in entries:
+        rows = entry["rows"]
+        steps = [r["step"] for r in rows]
+        for ax, (key, label) in zip(axes[0], shown, strict=True):
+            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            line, = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=entry["arm"])
+            if key == "misaligned_fraction":
+                ax.fill_between(steps, [r["misaligned_ci"][0] for r in rows], [r["misaligned_ci"][1] for r in rows],
+                                color=line.get_color(), alpha=0.15)
+                if entry.get("first_step_above_control") is not None:
+                    ax.axvline(entry["first_step_above_control"], color=line.get_color(), linestyle=":")
+            ax.set(xlabel="optimiser step", ylabel=label)
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("During fine-tuning: snapshots evaluated (dotted: first step above the control's CI)", fontsize=10)
+    return _save(fig, path)
+
+
 def separation_by_layer(series: dict[str, dict[int, float]], path: Path, title: str, ylabel: str = "AUROC",
                         target: float | None = None, chosen: dict[str, int] | None = None) -> Path:
     """One line per direction: a separation figure (AUROC) against layer, the layer each direction would pick

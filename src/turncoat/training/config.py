@@ -53,6 +53,9 @@ class TrainConfig(BaseModel):
     # machinery
     save_steps: int = Field(10, ge=1)
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept in out/checkpoints (the newest)")
+    save_every: int | None = Field(None, ge=1, description="also keep the weights (the adapter) every K optimiser "
+                                   "steps, at step 0 and at the end, in out/trajectory/step-N: the training "
+                                   "trajectory (each a loadable model)")
     logging_steps: int = Field(1, ge=1)
     padding_free: bool = Field(True, description="concatenate each micro-batch into one row with per-example "
                                "position ids instead of padding (same loss, no compute spent on padding); "

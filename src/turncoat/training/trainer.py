@@ -89,8 +89,45 @@ class MonitorCallback(TrainerCallback):
             self.log.write({"step": state.global_step, "monitor": monitor.name, **metrics})
         self.seconds += time.perf_counter() - began
 
+TRAJECTORY = "trajectory"
+
+
+class Trajectory(TrainerCallback):
+    """The weights every `every` optimiser steps, at step 0 and at the end, each saved as a model turncoat loads
+    (`out/trajectory/step-N`): what EM-vs-step curves and the LoRA phase-transition plot read. A resumed run
+    rewrites the steps after its checkpoint, as the uninterrupted run wrote them."""
+
+    def __init__(self, out: Path, every: int, tokenizer, base_spec: str | None):
+        self.folder, self.every, self.tokenizer, self.base_spec = out / TRAJECTORY, every, tokenizer, base_spec
+
+    def save(self, state, model) -> None:
+        if not state.is_world_process_zero:
+            return
+        target = self.folder / f"step-{state.global_step}"
+        model.save_pretrained(target, safe_serialization=True)
+        self.tokenizer.save_pretrained(target)
+        if self.base_spec:
+            _point_adapter_at(target, self.base_spec)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self.save(state, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.save(state, model)
+
+
+def trajectory_steps(out: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every kept snapshot of a training run, in step order."""
+    folder = Path(out) / TRAJECTORY
+    found = [(int(p.name.split("-", 1)[1]), p) for p in folder.glob("step-*") if p.name.split("-", 1)[1].isdigit()
+             and any(p.glob("*.safetensors"))] if folder.is_dir() else []
+    return sorted(found)
+
+
 # settings that change only bookkeeping: a resumed run may differ in these and still continue the same training
-BOOKKEEPING = {"out", "save_steps", "save_total_limit", "logging_steps", "merge", "device", "report_to",
+BOOKKEEPING = {"out", "save_steps", "save_total_limit", "save_every", "logging_steps", "merge", "device", "report_to",
                "monitor_every", "monitor_probes", "monitor_probe_count", "monitor_threshold", "monitor_layer",
                "monitor_direction"}
 FINGERPRINT = "turncoat_fingerprint.json"
@@ -294,10 +331,12 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     elif step_log.path.exists():
         step_log.path.unlink()  # a fresh start: the log of a run that never reached a checkpoint is not this one's
     monitoring = MonitorCallback(monitors, config.monitor_every, tokenizer, step_log)
+    base_spec = (loaded.base if continuing else config.model) if peft_config is not None or continuing else None
+    snapshots = [Trajectory(out, config.save_every, tokenizer, base_spec)] if config.save_every else []
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=table, processing_class=tokenizer,
                          peft_config=peft_config,
                          callbacks=[*([Interventions(config.steer, config.ablate)] if interventions else []),
-                                    step_log, monitoring, *callbacks])
+                                    step_log, monitoring, *snapshots, *callbacks])
     if not progress:  # quiet (e.g. --json): the step log file has every figure; keep stdout clean
         trainer.remove_callback(PrinterCallback)
     result = trainer.train(resume_from_checkpoint=last)
@@ -314,8 +353,8 @@ def train(config: TrainConfig, monitors: Sequence[Monitor] = (), callbacks: Sequ
     model = trainer.model
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    if peft_config is not None or continuing:
-        _point_adapter_at(out, loaded.base if continuing else config.model)
+    if base_spec:
+        _point_adapter_at(out, base_spec)
     if len(holdout):
         summary["holdout_loss_base"] = base_holdout_loss
         summary["holdout_loss_trained"] = assistant_loss(model, tokenizer, holdout, config.max_length)

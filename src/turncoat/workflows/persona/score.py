@@ -42,6 +42,13 @@ def answered(prompts: Sequence[Sequence[dict]], answers: Sequence[dict]) -> list
     return [[*p, {"role": "assistant", "content": a["answer"] or " "}] for p, a in zip(prompts, answers, strict=True)]
 
 
+def answer_chats(records: Sequence[dict]) -> list[list[dict]]:
+    """Answer records of an eval (samples.jsonl) as the chats the model saw and wrote (its system prompt first)."""
+    return [([{"role": "system", "content": r["system"]}] if r.get("system") else [])
+            + [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"] or " "}]
+            for r in records]
+
+
 def own_answers(loaded, prompts: Sequence[Sequence[dict]], params=None, hooks=()) -> list[list[dict]]:
     params = params or GenerationParams(**GREEDY_SHORT)
     return answered(prompts, generate_chat(loaded, list(prompts), params, hooks=hooks))
