@@ -275,3 +275,20 @@ def test_the_realignment_recipe_gives_every_n_the_same_optimiser_steps(shared_da
         assert sorted(arm.subsample for arm in realigning)[0] == 16
         assert len({s["max_steps"] for s in settings}) == 1, (profile, settings)
         assert all(s["max_steps"] - s["warmup_steps"] >= 10 for s in settings), (profile, settings)
+
+
+def test_a_trajectory_judged_by_openai_is_priced_per_snapshot(shared_data):
+    """The interventions recipe with a paid judge: each trajectory stage costs its snapshots (steps 0, 4, 8, 12 of
+    the cpu profile's 12 steps) times one snapshot's judging; a dry run shows it before anything is paid for."""
+    from turncoat.pipeline.costs import _eval, study_cost
+    from turncoat.sampling.openai_costs import Prices
+
+    study = load_study(Path(__file__).parent.parent / "studies" / "interventions.yaml", "cpu")
+    study = study.model_copy(update={"eval": study.eval.model_copy(update={"judge": "openai"})})
+    stages = plan(study)
+    trajectories = [s for s in stages if s.kind == "trajectory"]
+    assert len(trajectories) == 5 and all(s.deps["model"].config["train"]["save_every"] == 4 for s in trajectories)
+    cost, prices = study_cost(stages), Prices.load()
+    for stage in trajectories:
+        assert cost["per_stage_usd"][stage.key] == pytest.approx(round(4 * _eval(stage, prices)[1], 2))
+    assert "trajectory" not in cost["note"]  # max_steps is set: the snapshots are known

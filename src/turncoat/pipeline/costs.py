@@ -50,6 +50,14 @@ def _eval(stage: Stage, prices: Prices) -> tuple[float, float]:
     return sampling, judging
 
 
+def snapshots(stage: Stage) -> int | None:
+    """How many snapshots a trajectory stage evaluates (steps 0, every K, last), when its fine-tune's max_steps is
+    set; None when the steps depend on the data (an epoch count)."""
+    train = stage.deps["model"].config["train"]
+    steps, every = train.get("max_steps", -1), train["save_every"]
+    return len(set(range(0, steps + 1, every)) | {steps}) if steps > 0 else None
+
+
 def study_cost(stages: list[Stage], prices: Prices | None = None) -> dict | None:
     """The estimated USD of every paid stage, by kind and in total; None when nothing is paid for."""
     prices = prices or Prices.load()
@@ -64,6 +72,9 @@ def study_cost(stages: list[Stage], prices: Prices | None = None) -> dict | None
             totals["sampling"] += sampling
             totals["judging"] += judging
             cost = sampling + judging
+        elif stage.kind == "trajectory":  # each snapshot judged like an eval (sampled locally)
+            cost = _eval(stage, prices)[1] * (snapshots(stage) or 1)
+            totals["judging"] += cost
         else:
             continue
         if cost:
@@ -72,6 +83,9 @@ def study_cost(stages: list[Stage], prices: Prices | None = None) -> dict | None
         return None
     return {"total_usd": round(sum(totals.values()), 2), **{f"{k}_usd": round(v, 2) for k, v in totals.items()},
             "per_stage_usd": per_stage, "note": "estimates; sampling and judging priced at max_tokens per answer; "
+                                                + ("a trajectory whose steps are set by epochs priced for one "
+                                                   "snapshot; " if any(s.kind == "trajectory" and snapshots(s) is None
+                                                                       for s in stages) else "")
                                                 + prices.describe()}
 
 
