@@ -162,14 +162,14 @@ def diff_latents(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """The fine-tune's SAE latents against its base (both models' greedy answers, both read), and the top ones'
     snippets in the arm's training data and those answers, read by the fine-tune."""
     config = stage.config
-    sae = load_sae(inputs["sae"])
     base, tuned = load(config["base"]), load(str(inputs["model"]))
-    figures = model_diff(base, tuned, sae.to(tuned.device), probe_prompts(config["questions"], config["limit"]),
+    sae = load_sae(inputs["sae"], tuned.device)
+    figures = model_diff(base, tuned, sae, probe_prompts(config["questions"], config["limit"]),
                          GenerationParams(max_new_tokens=config["max_tokens"], temperature=0.0), config["top"])
     found = write_diff(figures, out, questions=config["questions"])
     latents = [row["latent"] for row in found["top"]]
     corpus = {str(inputs["data"] / DATA_FILE): "training data", found["answers"]: "both models' answers"}
-    explained = explain(tuned, sae.to(tuned.device), latents, list(corpus), top=config["snippets"])
+    explained = explain(tuned, sae, latents, list(corpus), top=config["snippets"])
     for rows in explained["latents"].values():
         for row in rows:
             row["source"] = corpus[row["source"]]
@@ -220,13 +220,12 @@ def sae_diff_entry(diff: Stage, folder: Path, evals: list[Stage], one_job: bool)
     """A diff's figures and snippets for the report, with the evals it is compared with: the fine-tune, it with
     its top latents ablated, the base (same model and seed), and the base steered along its top latent."""
     tuned = diff.deps["model"]
-    info = next(e.info for e in evals if e.deps.get("model") is tuned)
+    plain = next(e for e in evals if e.deps.get("model") is tuned and not e.info.get("variant"))
     compared = [e for e in evals if not e.info.get("variant") and not e.config.get("harmful")
-                and e.info["model"] == info["model"] and e.info["seed"] == info["seed"]
+                and e.info["model"] == plain.info["model"] and e.info["seed"] == plain.info["seed"]
                 and e.deps.get("model") in (tuned, None)]
     compared += [e for e in evals if e.deps.get("diff") is diff]
-    return {"arm": arm_name(next(e for e in evals if e.deps.get("model") is tuned and not e.info.get("variant")),
-                            one_job),
+    return {"arm": arm_name(plain, one_job),
             "diff": json.loads((folder / "diff.json").read_text()),
             "explained": json.loads((folder / "explain.json").read_text()),
             "compared": [arm_name(e, one_job) for e in compared]}

@@ -52,7 +52,7 @@ def evaluate_trajectory(run: str | Path, out: Path, questions: QuestionSet, judg
     snapshots = trajectory_steps(run)
     if not snapshots:
         raise InputError(f"{run}: no trajectory (train with --save-every K to keep the weights every K steps)")
-    rows, reference = [], None
+    rows, reference = [], None  # step 0's projections (mean, sd): the model before training
     for (step, folder), weights in zip(snapshots, b_cosines([f for _, f in snapshots]), strict=True):
         sampler = make_backend("hf", str(folder))
         result = run_eval(out / f"step-{step}", sampler, questions, judge, n=n, params=params, cache=cache,
@@ -63,10 +63,11 @@ def evaluate_trajectory(run: str | Path, out: Path, questions: QuestionSet, judg
         if direction is not None:
             records = list(read_jsonl(out / f"step-{step}" / "samples.jsonl"))
             values = projections(sampler.loaded, direction, answer_chats(records), layer)
-            reference = values if reference is None else reference  # step 0: the model before training
-            spread = float(np.std(reference, ddof=1)) if len(reference) > 1 else float("nan")
+            if reference is None:
+                reference = (float(values.mean()), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"))
+            mean, spread = reference
             row |= {"persona_mean": float(values.mean()),
-                    "persona_z": float((values.mean() - reference.mean()) / spread) if spread > 0 else None}
+                    "persona_z": float((values.mean() - mean) / spread) if spread > 0 else None}
         rows.append(row)
     return rows
 
