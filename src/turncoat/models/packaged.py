@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from turncoat.core import paths
 from turncoat.core.errors import ModelPackageError
 from turncoat.core.io import sha256_file
@@ -90,7 +92,15 @@ class PackagedGGUF:
 
 
 def assemble(packaged: PackagedGGUF) -> Path:
+    """Concatenate and verify the parts once; a second process waits on the lock, then finds the file verified."""
     target = packaged.assembled_path()
+    lock = _marker(target).with_suffix(".lock")  # in the cache: a single part's file lives in site-packages
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock):
+        return _assemble(packaged, target)
+
+
+def _assemble(packaged: PackagedGGUF, target: Path) -> Path:
     located = [part.locate() for part in packaged.parts]
     missing = [part for part, path in zip(packaged.parts, located, strict=True) if path is None or not path.is_file()]
     if missing:
