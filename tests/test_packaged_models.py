@@ -59,6 +59,33 @@ def test_parts_are_concatenated_once_and_verified(split_model):
     assert assemble(packaged) == path and path.stat().st_mtime_ns == stamp  # the second use reuses it
 
 
+def test_two_concurrent_first_uses_concatenate_once(split_model, monkeypatch):
+    """Two processes (here threads, each with its own lock file handle) asking at once: one builds, one waits."""
+    import threading
+    import time
+
+    from turncoat.models import packaged as packaged_module
+
+    packaged, _, whole = split_model
+    calls = []
+    concatenate = packaged_module._concatenate
+
+    def slow_concatenate(located, out):
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the other thread to arrive while this one builds
+        return concatenate(located, out)
+
+    monkeypatch.setattr(packaged_module, "_concatenate", slow_concatenate)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(assemble(packaged))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(results) == 2 and results[0] == results[1]
+    assert results[0].read_bytes() == whole
+
+
 def test_a_corrupted_part_is_named_with_its_package(split_model):
     packaged, packages, _ = split_model
     assemble(packaged)
