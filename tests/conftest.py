@@ -7,7 +7,6 @@ default model (SmolLM2-135M-Instruct from its GGUF); they share one loaded insta
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if "torch" in sys.modules:  # a plugin imported torch before this file: its thread pool is sized already
-        sys.modules["torch"].set_num_threads(1)
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"

@@ -13,11 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from turncoat.core.errors import ModelPackageError
+from turncoat.models import packaged as packaged_module
 from turncoat.models.packaged import PACKAGED, PackagedGGUF, Part, assemble
 
 TURNCOAT = str(Path(sys.executable).parent / "turncoat")
@@ -61,11 +64,6 @@ def test_parts_are_concatenated_once_and_verified(split_model):
 
 def test_two_concurrent_first_uses_concatenate_once(split_model, monkeypatch):
     """Two processes (here threads, each with its own lock file handle) asking at once: one builds, one waits."""
-    import threading
-    import time
-
-    from turncoat.models import packaged as packaged_module
-
     packaged, _, whole = split_model
     calls = []
     concatenate = packaged_module._concatenate

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from filelock import FileLock
+
 from turncoat.core.errors import InputError
 
 
@@ -40,6 +42,12 @@ def loads_line(text: str | bytes):
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply to read", text if isinstance(text, str) else "", 0) from None
+
+
+def build_lock(lock_file: Path) -> FileLock:
+    """An inter-process lock for building one cache entry: a second process waits, then finds the entry built."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(lock_file)
 
 
 @contextlib.contextmanager

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 
 from turncoat.core import paths
 from turncoat.core.errors import ChatTemplateMissingError, ModelLoadError
+from turncoat.core.io import build_lock
 from turncoat.models.specs import ResolvedSpec, resolve_spec
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -231,8 +231,7 @@ def gguf_to_folder(gguf_path: Path) -> str:
     folder = paths.converted_gguf_dir(gguf_path)
     if (folder / "turncoat_source.json").is_file():
         return str(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder.parent / f".{folder.name}.lock"):  # a second process waits, then finds the folder made
+    with build_lock(folder.parent / f".{folder.name}.lock"):
         if not (folder / "turncoat_source.json").is_file():
             _convert_gguf(gguf_path, folder)
     return str(folder)

