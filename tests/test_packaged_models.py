@@ -84,6 +84,29 @@ def test_two_concurrent_first_uses_concatenate_once(split_model, monkeypatch):
     assert results[0].read_bytes() == whole
 
 
+def test_reinstalled_parts_are_checked_again_but_keep_the_assembled_file(split_model, monkeypatch):
+    """A reinstall gives the parts new mtimes: they are verified again, and the assembled file of the same bytes
+    stays as it was, so the converted folder keyed by its mtime stays valid (the 0.5B's conversion takes ~100 s)."""
+    packaged, packages, whole = split_model
+    path = assemble(packaged)
+    stamp = path.stat().st_mtime_ns
+    calls = []
+    concatenate = packaged_module._concatenate
+
+    def counted(located, out):
+        calls.append(1)
+        return concatenate(located, out)
+
+    monkeypatch.setattr(packaged_module, "_concatenate", counted)
+    for i in (1, 2, 3):
+        part = packages / f"tc_fake_part{i}" / "data" / f"part{i:02d}.bin"
+        later = part.stat().st_mtime_ns + 5_000_000_000
+        os.utime(part, ns=(later, later))
+    assert assemble(packaged) == path and len(calls) == 1  # checked again
+    assert path.stat().st_mtime_ns == stamp and path.read_bytes() == whole
+    assert assemble(packaged) == path and len(calls) == 1  # and remembered
+
+
 def test_a_corrupted_part_is_named_with_its_package(split_model):
     packaged, packages, _ = split_model
     assemble(packaged)

