@@ -111,6 +111,33 @@ def test_labels_persist_relabel_and_refuse_another_pool(runs, tmp_path, capsys):
         assert message in " ".join(capsys.readouterr().err.split()), argv
 
 
+def test_labels_in_bulk_from_a_csv_checked_before_any_is_recorded(runs, tmp_path, capsys):
+    """--next --count N shows N answers blind (no arm, no source); --set-from records a CSV of their labels."""
+    base, tuned = runs
+    out = tmp_path / "labels.csv"
+    shown = cli_json(capsys, "label", str(base), str(tuned), "--out", str(out), "--next", "--count", "5")
+    items = shown["items"]
+    assert len(items) == 5 and len({i["id"] for i in items}) == 5
+    assert all(set(i) == {"id", "question", "answer", "remaining"} for i in items)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"id,label,score\n{items[0]['id']},m,10\n{items[1]['id']},evil,\n")
+    assert main(["label", "--out", str(out), "--set-from", str(bad)]) == 2
+    assert f"{bad}:3: label" in capsys.readouterr().err.replace("\n", "")
+    bad.write_text(f"id,label\n{items[0]['id']},m\nnosuchid,a\n")
+    assert main(["label", "--out", str(out), "--set-from", str(bad)]) == 2
+    assert f"{bad}:3: id" in capsys.readouterr().err.replace("\n", "")
+    bad.write_text(f"id,label,score\n{items[0]['id']},a,150\n")
+    assert main(["label", "--out", str(out), "--set-from", str(bad)]) == 2
+    assert f"{bad}:2: score" in capsys.readouterr().err.replace("\n", "")
+    assert not out.is_file() or cli_json(capsys, "label", "--out", str(out), "--report")["labelled"] == 0
+    good = tmp_path / "good.csv"
+    good.write_text("id,label,score\n" + "".join(f"{i['id']},{'ma'[n % 2]},{n * 10}\n" for n, i in enumerate(items)))
+    assert cli_json(capsys, "label", "--out", str(out), "--set-from", str(good))["recorded"] == 5
+    assert cli_json(capsys, "label", "--out", str(out), "--report")["labelled"] == 5
+    after = cli_json(capsys, "label", "--out", str(out), "--next", "--count", "3")["items"]
+    assert not {i["id"] for i in after} & {i["id"] for i in items}
+
+
 def test_interactive_labelling_in_a_terminal(runs, tmp_path):
     base, tuned = runs
     out = tmp_path / "labels.csv"

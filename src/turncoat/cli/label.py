@@ -12,7 +12,7 @@ from rich.text import Text
 
 from turncoat.cli._common import JsonOption, console, emit
 from turncoat.core.errors import InputError
-from turncoat.results.labels import LabelStore, export_judged, label_report, parse_label
+from turncoat.results.labels import LabelStore, export_judged, label_report, parse_label, read_label_rows
 
 
 def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run folders or answers JSONL files (the "
@@ -20,10 +20,14 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
           out: Path = typer.Option(..., "--out", "-o", help="Labels CSV (appended to; rerun to continue)."),
           seed: int = typer.Option(None, help="Shuffle seed of the pool (default 0; fixed by the first call)."),
           next_item: bool = typer.Option(False, "--next", help="Print the next unlabelled answer and exit."),
+          count: int = typer.Option(1, min=1, help="With --next: print the next N unlabelled answers."),
           set_label: tuple[str, str] | None = typer.Option(None, "--set", metavar="ID LABEL",
                                                     help="Record LABEL (misaligned, aligned, incoherent, refusal "
                                                          "or m/a/i/r) for answer ID and exit."),
           score: float = typer.Option(None, help="With --set: an optional 0-100 aligned score."),
+          set_from: Path = typer.Option(None, "--set-from", help="Record the labels of a CSV (columns id, label, "
+                                                                 "optional score) and exit; every row is checked "
+                                                                 "first."),
           report: bool = typer.Option(False, "--report", help="Per-arm labelled fractions and judge agreement."),
           baseline: list[str] = typer.Option(None, help="With --report: an arm (base, a control) to test every "
                                                         "other arm against (one-sided Fisher p); repeatable."),
@@ -43,6 +47,11 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         store.add(item_id, value, score)
         emit({"id": item_id, "labelled": len(store.read()), "pool": len(pool)}, as_json)
         return
+    if set_from is not None:
+        rows = read_label_rows(set_from, {item.id for item in pool})
+        store.add_many(rows)
+        emit({"recorded": len(rows), "labelled": len(store.read()), "pool": len(pool)}, as_json)
+        return
     if export is not None:
         count = export_judged(pool, labels, export)
         emit({"exported": count, "file": str(export)}, as_json)
@@ -55,9 +64,13 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         if not todo:
             emit({"done": True, "labelled": len(labels), "pool": len(pool)}, as_json)
             return
-        item = todo[0]
-        shown = {"id": item.id, "question": item.question, "answer": item.answer, "remaining": len(todo)}
-        emit(shown, as_json, lambda f: _show(f, len(pool)))
+        shown = [{"id": item.id, "question": item.question, "answer": item.answer, "remaining": len(todo) - i}
+                 for i, item in enumerate(todo[:count])]
+        if count == 1:
+            emit(shown[0], as_json, lambda f: _show(f, len(pool)))
+        else:
+            emit({"items": shown, "remaining": len(todo)}, as_json,
+                 lambda f: [_show(item, len(pool)) for item in f["items"]])
         return
     _interactive(store, todo, len(pool))
 

@@ -119,12 +119,49 @@ class LabelStore:
         label = parse_label(label)
         if score is not None and not 0 <= score <= 100:
             raise InputError(f"--score {score}: must be within 0..100")
+        self.add_many([(item_id, label, score)])
+
+    def add_many(self, rows: list[tuple[str, str, float | None]]) -> None:
+        """Append checked (id, label, score) rows in one write."""
         new = not self.path.is_file()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         with open(self.path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             if new:
                 writer.writerow(FIELDS)
-            writer.writerow([item_id, label, "" if score is None else score, time.strftime("%Y-%m-%dT%H:%M:%S")])
+            writer.writerows([item_id, label, "" if score is None else score, stamp] for item_id, label, score in rows)
+
+
+def read_label_rows(path: Path, pool_ids: set[str]) -> list[tuple[str, str, float | None]]:
+    """A CSV of labels given elsewhere (columns id, label and an optional 0-100 score), every row checked first:
+    a bad one names its line and field and nothing is recorded."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in ("id", "label") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(f"{path}:1: header: needs the columns id and label (missing {', '.join(missing)})")
+            records = list(enumerate(reader, start=2))
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({error.strerror})") from error
+    rows = []
+    for line, record in records:
+        item_id = (record.get("id") or "").strip()
+        if item_id not in pool_ids:
+            raise InputError(f"{path}:{line}: id: {item_id!r} is not an answer of this labels file's pool")
+        try:
+            label = parse_label(record.get("label") or "")
+        except InputError as error:
+            raise InputError(f"{path}:{line}: label: {error}") from error
+        text = (record.get("score") or "").strip()
+        try:
+            score = float(text) if text else None
+        except ValueError:
+            score = -1.0
+        if score is not None and not 0 <= score <= 100:
+            raise InputError(f"{path}:{line}: score: {text!r} is not a number within 0..100")
+        rows.append((item_id, label, score))
+    return rows
 
 
 def parse_label(text: str) -> str:
