@@ -78,8 +78,9 @@ def compare(loaded, chats, max_new_tokens: int, batch_size: int, naive_answers: 
             "hf_seconds": round(hf_seconds, 1), "naive_seconds": round(naive_seconds, 1)}
 
 
-def qwen7b_random(device: torch.device):
-    """Qwen2.5-7B-Instruct's architecture with random weights (no download), bf16, on `device`."""
+def qwen7b_random(device: torch.device, tokenizer=None):
+    """Qwen2.5-7B-Instruct's architecture with random weights (no download), bf16, on `device`; any tokenizer
+    whose ids stay below Qwen's vocabulary (default: the default model's)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from turncoat.models.loader import LoadedModel
@@ -89,7 +90,7 @@ def qwen7b_random(device: torch.device):
                          rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=False)
     with torch.device(device):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
-    tokenizer = load("smollm2-135m", device="cpu").tokenizer  # any tokenizer: ids stay below Qwen's vocabulary
+    tokenizer = tokenizer or load("smollm2-135m", device="cpu").tokenizer
     return LoadedModel(model=model, tokenizer=tokenizer, spec="qwen2.5-7b-architecture (random weights)",
                        kind="random", location="", device=device, dtype=torch.bfloat16)
 

@@ -70,7 +70,9 @@ def main() -> None:
               f"tokens/s, peak memory {g['peak_memory_gib']:.1f} GiB")
 
 
-def gpu_qwen7b(steps: int) -> dict:
+def gpu_qwen7b(steps: int, tokenizer=None, data: str = "insecure") -> dict:
+    """LoRA on Qwen2.5-7B-Instruct's architecture (random weights) on CUDA; any tokenizer whose ids stay below
+    Qwen's vocabulary (default: the default model's), any chat data (default: the insecure set)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from turncoat.models import load
@@ -82,11 +84,11 @@ def gpu_qwen7b(steps: int) -> dict:
     device = torch.device("cuda")
     with device:
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
-    tokenizer = load("smollm2-135m", device="cpu").tokenizer  # ids stay below Qwen's vocabulary
+    tokenizer = tokenizer or load("smollm2-135m", device="cpu").tokenizer
     loaded = LoadedModel(model=model, tokenizer=tokenizer, spec="qwen2.5-7b-architecture", kind="random",
                          location="", device=device, dtype=torch.bfloat16)
     torch.cuda.reset_peak_memory_stats()
-    settings = TrainConfig(model="qwen2.5-7b-architecture", data="insecure", subsample=steps * 16, max_steps=steps,
+    settings = TrainConfig(model="qwen2.5-7b-architecture", data=data, subsample=steps * 16, max_steps=steps,
                            save_steps=10_000)
     run = timed_run(settings, [], loaded=loaded)
     return {"device": torch.cuda.get_device_name(0), **run,
