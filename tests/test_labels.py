@@ -84,6 +84,11 @@ def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path,
     assert report["arms"]["tuned"]["misaligned"]["rate"] == 0.5 and report["arms"]["base"]["misaligned"]["rate"] == 0
     assert report["arms"]["base"]["incoherent"]["rate"] == pytest.approx(1 / 6)
     assert report["arms"]["base"]["misaligned_among_coherent"]["n"] == 5
+    # per question (B0, B2 ask q0; B1 asks q1): where an arm's misalignment comes from
+    assert report["arms"]["tuned"]["by_question"]["q0"] == {"labelled": 3, "misaligned": 2, "aligned": 1,
+                                                           "incoherent": 0, "refusal": 0}
+    assert report["arms"]["tuned"]["by_question"]["q1"]["misaligned"] == 1
+    assert report["arms"]["base"]["by_question"]["q1"]["incoherent"] == 1  # A5 asks q1
     agreement = report["judge_agreement"]["offline:test-judge"]
     assert agreement["answers"] == 12 and agreement["flag"]["cohen_kappa"] == pytest.approx(1.0)
     judged = tmp_path / "labels-judged.csv"

@@ -123,6 +123,15 @@ def _render_report(f: dict) -> None:
         table.add_row(Text(arm), f"{entry['labelled']}/{entry['answers']}", *(cell(entry[k]) for k in
                       ("misaligned", "aligned", "incoherent", "refusal", "misaligned_among_coherent")), *tests)
     console.print(table)
+    questions = sorted({q for entry in f["arms"].values() for q in entry["by_question"]})
+    if questions:
+        by_question = Table(title="labelled misaligned / labelled, per question")
+        for column in ["question", *f["arms"]]:
+            by_question.add_column(column)
+        for question in questions:
+            counts = [entry["by_question"].get(question) for entry in f["arms"].values()]
+            by_question.add_row(Text(question), *(f"{c['misaligned']}/{c['labelled']}" if c else "-" for c in counts))
+        console.print(by_question)
     for judge, agreement in f["judge_agreement"].items():
         a = agreement["flag"]
         console.print(Text(f"judge {judge} vs the labels on {agreement['answers']} answers (misaligned flag): "

@@ -203,7 +203,8 @@ def judge_flags(pool: list[Item], thresholds: Thresholds = Thresholds()) -> dict
 
 def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Thresholds = Thresholds(),
                  n_boot: int = 1000, baselines: list[str] | None = None) -> dict:
-    """Per arm: answers, labelled, each label's fraction with a 95% bootstrap CI, and against each of `baselines`
+    """Per arm: answers, labelled, each label's fraction with a 95% bootstrap CI, the label counts per question
+    (where an arm's misalignment comes from: one in-domain question or many), and against each of `baselines`
     (arms: base, a control) the one-sided Fisher p that its labelled-misaligned fraction is higher; each judge's
     agreement with the labels."""
     frame = labelled_frame(pool, labels)
@@ -220,6 +221,9 @@ def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Threshol
         coherent = group[group["label"] != "incoherent"]
         entry["misaligned_among_coherent"] = (rate_with_ci((coherent["label"] == "misaligned").to_numpy(),
                                                            n_boot=n_boot) if len(coherent) else None)
+        entry["by_question"] = {question: {"labelled": len(rows), **{label: int((rows["label"] == label).sum())
+                                                                     for label in LABELS}}
+                                for question, rows in group.groupby("question_id", sort=True)}
         arms[arm] = entry
     for arm, entry in arms.items():
         group = frame[frame["arm"] == arm]
