@@ -53,8 +53,8 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         emit({"recorded": len(rows), "labelled": len(store.read()), "pool": len(pool)}, as_json)
         return
     if export is not None:
-        count = export_judged(pool, labels, export)
-        emit({"exported": count, "file": str(export)}, as_json)
+        exported = export_judged(pool, labels, export)
+        emit({"exported": exported, "file": str(export)}, as_json)
         return
     if report:
         emit(label_report(pool, labels, baselines=baseline or None), as_json, _render_report)

@@ -156,9 +156,10 @@ def read_label_rows(path: Path, pool_ids: set[str]) -> list[tuple[str, str, floa
         text = (record.get("score") or "").strip()
         try:
             score = float(text) if text else None
+            valid = score is None or 0 <= score <= 100  # NaN is not
         except ValueError:
-            score = -1.0
-        if score is not None and not 0 <= score <= 100:
+            valid = False
+        if not valid:
             raise InputError(f"{path}:{line}: score: {text!r} is not a number within 0..100")
         rows.append((item_id, label, score))
     return rows
