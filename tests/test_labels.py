@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -116,6 +117,31 @@ def test_labels_persist_relabel_and_refuse_another_pool(runs, tmp_path, capsys):
         assert message in " ".join(capsys.readouterr().err.split()), argv
 
 
+def test_a_label_stays_with_the_text_it_was_given_for(runs, tmp_path, capsys):
+    """A run regenerated under the same path keeps its answer ids (they hash the path and sample key): the digest
+    recorded beside each label stops it from moving to a different answer; a file from before the digest column
+    keeps working and keeps its four columns."""
+    base, tuned = runs
+    out = tmp_path / "labels.csv"
+    shown = cli_json(capsys, "label", str(base), str(tuned), "--out", str(out), "--next", "--count", "12")["items"]
+    item = next(i for i in shown if i["answer"].startswith("answer A"))
+    cli_json(capsys, "label", "--out", str(out), "--set", item["id"], "a")
+    assert out.read_text().splitlines()[1].endswith(hashlib.sha256(item["answer"].encode()).hexdigest()[:16])
+    samples = base / "samples.jsonl"
+    original = samples.read_text()
+    samples.write_text(original.replace(item["answer"] + '"', item["answer"] + ' (sampled again)"'))
+    assert main(["label", "--out", str(out), "--report"]) == 2
+    assert f"{out}:2: answer_sha256" in capsys.readouterr().err.replace("\n", "")
+    samples.write_text(original)
+    assert cli_json(capsys, "label", "--out", str(out), "--report")["labelled"] == 1
+    old = tmp_path / "old.csv"
+    old.write_text(f"id,label,score,labelled_at\n{item['id']},aligned,,2026-12-01T00:00:00\n")
+    old.with_name("old.csv.json").write_text(out.with_name("labels.csv.json").read_text())
+    cli_json(capsys, "label", "--out", str(old), "--set", shown[-1]["id"], "m")
+    assert [len(row.split(",")) for row in old.read_text().splitlines()] == [4, 4, 4]
+    assert cli_json(capsys, "label", "--out", str(old), "--report")["labelled"] == 2
+
+
 def test_labels_in_bulk_from_a_csv_checked_before_any_is_recorded(runs, tmp_path, capsys):
     """--next --count N shows N answers blind (no arm, no source); --set-from records a CSV of their labels."""
     base, tuned = runs
@@ -167,7 +193,7 @@ def test_interactive_labelling_in_a_terminal(runs, tmp_path):
     assert process.wait(timeout=60) == 0
     os.close(leader)
     rows = out.read_text().splitlines()
-    assert rows[0] == "id,label,score,labelled_at" and len(rows) == 3  # "x" was refused and asked again
+    assert rows[0] == "id,label,score,labelled_at,answer_sha256" and len(rows) == 3  # "x" was refused, asked again
     assert rows[1].split(",")[1:3] == ["misaligned", "15.0"] and rows[2].split(",")[1] == "aligned"
     assert b"[m]isaligned [a]ligned" in screen  # the keys line is plain text, not markup
     assert b"choose one of" in screen and screen.count(b"label:") == 4
