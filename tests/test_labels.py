@@ -70,11 +70,12 @@ def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path,
         return "incoherent" if answer == "answer A5" else "aligned"
 
     order = label_all(capsys, out, decide)
-    # shown in the pool's seeded shuffle across arms (ids hash the runs' paths, so the order varies with tmp_path:
-    # the arms are not shown one after the other, which a shuffle of 6 + 6 does with probability 2/924)
+    # shown in the pool's seeded shuffle across arms (ids hash the runs' paths relative to the labels file, so the
+    # order is the same in every tmp_path: the arms are not shown one after the other, which a shuffle of 6 + 6 does
+    # with probability 2/924)
     from turncoat.results.labels import load_pool
 
-    assert order == [item.answer for item in load_pool([base, tuned], seed=0)]
+    assert order == [item.answer for item in load_pool([base, tuned], seed=0, root=out.parent)]
     arms_in_order = [a.split()[1][0] for a in order]
     assert arms_in_order not in (["A"] * 6 + ["B"] * 6, ["B"] * 6 + ["A"] * 6)
     report = cli_json(capsys, "label", "--out", str(out), "--report", "--baseline", "base")
@@ -140,6 +141,38 @@ def test_a_label_stays_with_the_text_it_was_given_for(runs, tmp_path, capsys):
     cli_json(capsys, "label", "--out", str(old), "--set", shown[-1]["id"], "m")
     assert [len(row.split(",")) for row in old.read_text().splitlines()] == [4, 4, 4]
     assert cli_json(capsys, "label", "--out", str(old), "--report")["labelled"] == 2
+
+
+def test_labels_move_with_the_answers_they_read(runs, tmp_path, capsys):
+    """A labels file names its runs relative to itself, so labels and answers committed together read back in any
+    clone (the same ids, the same figures); a file from before names them by absolute path and keeps working."""
+    import shutil
+
+    from turncoat.results.labels import answer_id
+
+    base, tuned = runs
+    out = tmp_path / "labels" / "pool.csv"
+    shown = cli_json(capsys, "label", str(base), str(tuned), "--out", str(out), "--next", "--count", "4")["items"]
+    meta = json.loads(out.with_name("pool.csv.json").read_text())
+    assert meta["sources"] == ["../base", "../tuned"] and meta["version"] == 2
+    for n, item in enumerate(shown):
+        cli_json(capsys, "label", "--out", str(out), "--set", item["id"], "ma"[n % 2])
+    before = cli_json(capsys, "label", "--out", str(out), "--report")
+    clone = tmp_path / "elsewhere" / "clone"
+    shutil.copytree(tmp_path, clone, ignore=shutil.ignore_patterns("elsewhere"))
+    shutil.rmtree(base)  # the original answers are gone: only the copy can be read
+    moved = clone / "labels" / "pool.csv"
+    after = cli_json(capsys, "label", "--out", str(moved), "--report")
+    assert after["arms"] == before["arms"] and after["labelled"] == 4
+    assert {i["id"] for i in shown} <= {answer_id(clone / name, f"k{k}", moved.parent) for name in ("base", "tuned")
+                                        for k in range(6)}
+    shutil.rmtree(clone / "tuned")
+    assert main(["label", "--out", str(moved), "--report"]) == 2
+    assert "../tuned not found" in " ".join(capsys.readouterr().err.split())
+    legacy = tmp_path / "legacy.csv"  # written before version 2: absolute paths, ids hashed from them
+    legacy.with_name("legacy.csv.json").write_text(json.dumps({"sources": [str(tuned.resolve())], "seed": 0}))
+    item = cli_json(capsys, "label", "--out", str(legacy), "--next")
+    assert item["id"] in {answer_id(tuned, f"k{k}") for k in range(6)}
 
 
 def test_labels_in_bulk_from_a_csv_checked_before_any_is_recorded(runs, tmp_path, capsys):

@@ -166,8 +166,9 @@ def _records_and_scores(source: Source, judged: pd.DataFrame | None) -> tuple[li
 
 
 def answers(sources: list[Source], thresholds: Thresholds = Thresholds(),
-            labels: dict[str, dict] | None = None) -> list[list]:
-    """Every answer of `sources` as a row in COLUMNS order, with its judge scores, flags, projection and label."""
+            labels: dict[str, dict] | None = None, id_root: Path | None = None) -> list[list]:
+    """Every answer of `sources` as a row in COLUMNS order, with its judge scores, flags, projection and label (ids
+    counted from `id_root` as the labels file counts them)."""
     labels = labels or {}
     rows = []
     for source in sources:
@@ -176,7 +177,7 @@ def answers(sources: list[Source], thresholds: Thresholds = Thresholds(),
         for record in records:
             key = str(record["key"])
             scored = scores.get(key, {})
-            ident = answer_id(source.path, key)
+            ident = answer_id(source.path, key, id_root)
             flagged = {name: bool(scored[name]) if name in scored else None
                        for name in ("misaligned", "coherent_flag")}
             rows.append([
@@ -215,8 +216,8 @@ def render_page(template: str, script: str, **context) -> str:
 
 def explorer_data(sources: list[Source], thresholds: Thresholds = Thresholds(),
                   labels_file: str | Path | None = None, title: str = "turncoat answers") -> dict:
-    labels = LabelStore(labels_file).read() if labels_file else {}
-    rows = answers(sources, thresholds, labels)
+    store = LabelStore(labels_file) if labels_file else None
+    rows = answers(sources, thresholds, store.read() if store else {}, store.root if store else None)
     return {"title": title, "columns": list(COLUMNS), "rows": rows, "thresholds": thresholds.describe(),
             "arms": [s.arm for s in sources], "labels_file": str(labels_file) if labels_file else None,
             "version": __version__}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -52,9 +53,17 @@ def arm_names(sources: list[Path]) -> dict[Path, str]:
     return {s: (f"{s.parent.name}/{n}" if counts[n] > 1 else n) for s, n in names.items()}
 
 
-def answer_id(source: Path, key: str) -> str:
-    """An answer's id in every labels file and in the explorer: its run (resolved path) and sample key, hashed."""
-    return hashlib.sha256(f"{Path(source).resolve()}\0{key}".encode()).hexdigest()[:10]
+def source_name(source: str | Path, root: str | Path | None = None) -> str:
+    """How a labels file names a run: its path relative to `root` (the labels file's folder), so that labels and the
+    answers they read can move together (a clone, a commit); without a root, its resolved absolute path."""
+    resolved = Path(source).resolve()
+    return Path(os.path.relpath(resolved, Path(root).resolve())).as_posix() if root is not None else str(resolved)
+
+
+def answer_id(source: str | Path, key: str, root: str | Path | None = None) -> str:
+    """An answer's id in every labels file and in the explorer: its run (named as `source_name` names it) and sample
+    key, hashed."""
+    return hashlib.sha256(f"{source_name(source, root)}\0{key}".encode()).hexdigest()[:10]
 
 
 def answer_digest(answer: str) -> str:
@@ -62,9 +71,11 @@ def answer_digest(answer: str) -> str:
     return hashlib.sha256(answer.encode()).hexdigest()[:16]
 
 
-def load_pool(sources: list[str | Path], seed: int = 0, names: dict[str, str] | None = None) -> list[Item]:
+def load_pool(sources: list[str | Path], seed: int = 0, names: dict[str, str] | None = None,
+              root: str | Path | None = None) -> list[Item]:
     """Every answer of the runs (eval run folders or answers JSONL files), shuffled across arms by `seed`; `names`
-    (by source path) names the arms, else their folder or file names do."""
+    (by source path) names the arms, else their folder or file names do; ids count paths from `root` (see
+    `answer_id`)."""
     paths = [Path(s) for s in sources]
     if not paths:
         raise InputError("no runs given: pass eval run folders or answers JSONL files")
@@ -78,8 +89,8 @@ def load_pool(sources: list[str | Path], seed: int = 0, names: dict[str, str] | 
             missing = [f for f in ("key", "question_id", "question", "answer") if f not in record]
             if missing:
                 raise InputError(f"{answers}: a record has no {', '.join(missing)}")
-            items.append(Item(answer_id(path, record["key"]), arm, str(path), record["key"], str(record["question_id"]),
-                              record["question"], record["answer"]))
+            items.append(Item(answer_id(path, record["key"], root), arm, str(path), record["key"],
+                              str(record["question_id"]), record["question"], record["answer"]))
     items.sort(key=lambda item: item.id)  # independent of the order the runs were given in
     random.Random(seed).shuffle(items)
     return items
@@ -87,28 +98,46 @@ def load_pool(sources: list[str | Path], seed: int = 0, names: dict[str, str] | 
 
 class LabelStore:
     """labels.csv (id, label, score, labelled_at), appended to as labels arrive, plus labels.csv.json: the runs and
-    seed of the pool, so later calls need not repeat them and cannot silently mix pools."""
+    seed of the pool, so later calls need not repeat them and cannot silently mix pools. The runs are named relative
+    to the labels file (version 2), so labels committed beside the answers they read stay readable in any clone;
+    files from before that name them by absolute path and keep doing so."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.meta_path = self.path.with_name(self.path.name + ".json")
         self.digests: dict[str, str] = {}  # answer id -> digest of its text, once the pool is loaded
 
+    def _meta(self) -> dict | None:
+        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else None
+
+    @property
+    def root(self) -> Path | None:
+        """What the pool's runs and answer ids are counted from: the labels file's folder, or None (absolute paths)
+        for a pool written before version 2."""
+        meta = self._meta()
+        return None if meta is not None and meta.get("version", 1) < 2 else self.path.parent.resolve()
+
     def pool(self, sources: list[str] | None, seed: int | None, names: dict[str, str] | None = None) -> list[Item]:
         """The pool of this labels file: fixed by the first call (its runs, seed and arm `names` by run path)."""
-        meta = json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else None
-        if meta and sources and ([str(Path(s).resolve()) for s in sources] != meta["sources"] or
-                                 (seed is not None and seed != meta["seed"])):
+        meta, root = self._meta(), self.root
+        given = [source_name(s, root) for s in sources or []]
+        if meta and given and (given != meta["sources"] or (seed is not None and seed != meta["seed"])):
             raise InputError(f"{self.path}: labels of another pool (runs {', '.join(meta['sources'])}, seed "
                              f"{meta['seed']}); use another --out, or leave the runs out to continue this one")
         if meta is None:
-            if not sources:
+            if not given:
                 raise InputError(f"{self.path}: no labels yet; pass the runs to read")
-            meta = {"sources": [str(Path(s).resolve()) for s in sources], "seed": 0 if seed is None else seed,
-                    "arms": {str(Path(s).resolve()): name for s, name in (names or {}).items()}}
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            meta = {"version": 2, "sources": given, "seed": 0 if seed is None else seed,
+                    "arms": {source_name(s, root): name for s, name in (names or {}).items()}}
             self.meta_path.write_text(json.dumps(meta, indent=2))
-        items = load_pool(meta["sources"], meta["seed"], meta.get("arms"))
+        located = {name: str(root / name) if root else name for name in meta["sources"]}
+        missing = [name for name, path in located.items() if not Path(path).exists()]
+        if missing:
+            raise InputError(f"{self.meta_path}: sources: {', '.join(missing)} not found (the runs this pool "
+                             f"reads{'; paths are relative to the labels file' if root else ''})")
+        items = load_pool(list(located.values()), meta["seed"],
+                          {located[name]: arm for name, arm in meta.get("arms", {}).items() if name in located}, root)
         self.digests = {item.id: answer_digest(item.answer) for item in items}
         return items
 
