@@ -86,8 +86,11 @@ def generate_chat(loaded: LoadedModel, chats: Sequence[list[dict]], params: Gene
     """One answer per chat, in input order: text, finish reason, token counts (and logprobs when asked).
 
     Sampling draws each answer from its own generator, seeded by `seeds` (one per chat; default: `params.seed`
-    plus the chat's index), so batch size and resuming do not change an answer. The generation parameters are
-    explicit: the model's `generation_config.json` (e.g. Qwen2.5's repetition_penalty 1.05) is not inherited.
+    plus the chat's index), so resuming does not change an answer. Batch size changes none on the default model
+    (tests/test_default_model.py), but the left padding of a larger batch can shift bf16 numerics enough to change
+    a few (22 of 24 identical at batch 1 vs 32 on a two-block Qwen2 in bf16, benchmarks/gpu_paths.py). The
+    generation parameters are explicit: the model's `generation_config.json` (e.g. Qwen2.5's repetition_penalty
+    1.05) is not inherited.
 
     `progress(indices, results)` is called after each batch with the input indices it finished, so callers can
     write results as they arrive. `top_logprobs` (0..20) returns each generated token's logprob and the top
