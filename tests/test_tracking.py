@@ -51,6 +51,7 @@ def wandb_offline(tmp_path, monkeypatch):
 def test_wandb_offline_run_holds_the_stage_figures(tiny_model_dir, tmp_path, wandb_offline):
     assert main(["run", _one_stage_study(tmp_path, tiny_model_dir), "--out", str(tmp_path / "run"),
                  "--track", "wandb", "--json"]) == 0
+    wandb_offline.teardown()  # waits for W&B's service to write the run file (run.finish() may return first)
     [log] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     assert f"eval/{tiny_model_dir.name}/base/seed0/misaligned_fraction".encode() in log.read_bytes()
 
@@ -94,6 +95,7 @@ def test_mlflow_gets_each_training_step_on_a_step_axis(tiny_model_dir, tmp_path,
 def test_wandb_offline_run_holds_each_training_step(tiny_model_dir, tmp_path, wandb_offline):
     assert main(["run", _training_study(tmp_path, tiny_model_dir), "--out", str(tmp_path / "run"),
                  "--track", "wandb", "--json"]) == 0
+    wandb_offline.teardown()  # as above: under two busy test workers the file once held only its header
     [log] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     content = log.read_bytes()
     for name in ("loss", "learning_rate", "step"):
