@@ -110,16 +110,19 @@ class LabelStore:
     def _meta(self) -> dict | None:
         return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else None
 
+    def _root(self, meta: dict | None) -> Path | None:
+        return None if meta is not None and meta.get("version", 1) < 2 else self.path.parent.resolve()
+
     @property
     def root(self) -> Path | None:
         """What the pool's runs and answer ids are counted from: the labels file's folder, or None (absolute paths)
         for a pool written before version 2."""
-        meta = self._meta()
-        return None if meta is not None and meta.get("version", 1) < 2 else self.path.parent.resolve()
+        return self._root(self._meta())
 
     def pool(self, sources: list[str] | None, seed: int | None, names: dict[str, str] | None = None) -> list[Item]:
         """The pool of this labels file: fixed by the first call (its runs, seed and arm `names` by run path)."""
-        meta, root = self._meta(), self.root
+        meta = self._meta()
+        root = self._root(meta)
         given = [source_name(s, root) for s in sources or []]
         if meta and given and (given != meta["sources"] or (seed is not None and seed != meta["seed"])):
             raise InputError(f"{self.path}: labels of another pool (runs {', '.join(meta['sources'])}, seed "
