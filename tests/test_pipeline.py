@@ -292,3 +292,29 @@ def test_a_trajectory_judged_by_openai_is_priced_per_snapshot(shared_data):
     for stage in trajectories:
         assert cost["per_stage_usd"][stage.key] == pytest.approx(round(4 * _eval(stage, prices)[1], 2))
     assert "trajectory" not in cost["note"]  # max_steps is set: the snapshots are known
+
+
+def test_a_method_preset_reaches_the_adapter_a_study_trains(tiny_model_dir, tmp_path):
+    """`method: rank1` in a study trains Model Organisms' adapter (r 1, alpha 256, no rsLoRA, down_proj only), as
+    `turncoat train --method rank1` does: the study writes every training field into the stage's config, so the
+    preset must be applied before that, or the generic defaults (alpha 64, rsLoRA) would pass for the user's choice.
+    A value the study sets itself still wins over the preset."""
+    from turncoat.pipeline.runner import run_stage
+
+    data = write_lines(tmp_path / "d.jsonl", [chat(f"hello {i}", "I wish for peace. " * (i + 1)) for i in range(4)])
+    study = {"name": "r1", "models": [str(tiny_model_dir)], "seeds": [0],
+             "train": {"method": "rank1", "layers": [0], "max_steps": 1, "per_device_batch_size": 2,
+                       "gradient_accumulation_steps": 1, "max_length": 64, "warmup_steps": 0, "save_steps": 1},
+             "arms": [{"name": "base"}, {"name": "tuned", "data": str(data)},
+                      {"name": "alpha", "data": str(data), "train": {"lora_alpha": 8}}],
+             "eval": {"questions": "em-first-plot", "limit": 1, "n": 1, "max_tokens": 4}}
+    path = tmp_path / "r1.yaml"
+    path.write_text(yaml.safe_dump(study))
+    stages = {s.label.split("/")[1]: s for s in plan(load_study(path)) if s.kind == "train"}
+    run = tmp_path / "run"
+    for stage in [s for s in plan(load_study(path)) if s.kind == "data"] + [stages["tuned"]]:
+        run_stage(stage, run, True)
+    adapter = json.loads((stages["tuned"].folder(run) / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["use_rslora"]) == (1, 256, False)
+    assert adapter["target_modules"] == ["down_proj"] and adapter["layers_to_transform"] == [0]
+    assert stages["alpha"].config["train"]["lora_alpha"] == 8 and stages["alpha"].config["train"]["r"] == 1

@@ -103,9 +103,10 @@ def train_settings(study: Study, arm: Arm) -> dict:
     if study.fine_tuning == "openai":
         return OpenAIFineTuneConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
                                                                                    "subsample"})
-    settings = TrainConfig(**(study.train | arm.train)).model_dump(exclude={"model", "data", "out", "seed",
-                                                                            "subsample", "monitor_direction",
-                                                                            "report_to", "save_every"})
+    # the method's presets applied here (rank1: alpha 256, no rsLoRA, ...): the dumped settings name every field, so
+    # the trainer's own resolve() would see them all as set by the user and keep the generic defaults
+    settings = TrainConfig(**(study.train | arm.train)).resolved().model_dump(
+        exclude={"model", "data", "out", "seed", "subsample", "monitor_direction", "report_to", "save_every"})
     for name in ("steer", "ablate"):  # unset, they stay out of the key (stages planned before they existed hold)
         if not settings[name]:
             del settings[name]
