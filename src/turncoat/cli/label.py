@@ -135,5 +135,5 @@ def _render_report(f: dict) -> None:
     for judge, agreement in f["judge_agreement"].items():
         a = agreement["flag"]
         console.print(Text(f"judge {judge} vs the labels on {agreement['answers']} answers "
-                           f"({agreement.get('label', 'misaligned')} flag): kappa {a['cohen_kappa']:.3f}, "
+                           f"({agreement['label']} flag): kappa {a['cohen_kappa']:.3f}, "
                            f"precision {a['precision']:.3f}, recall {a['recall']:.3f}, accuracy {a['accuracy']:.3f}"))

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from turncoat.results.statistics import rate_with_ci
-
-COMPLIES_AT = 50.0
+from turncoat.results.statistics import COMPLIES_AT, rate_with_ci
 
 
 def compliance_metrics(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0, judge: str | None = None) -> dict:
