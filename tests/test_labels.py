@@ -78,11 +78,15 @@ def test_blind_labels_give_per_arm_fractions_and_judge_agreement(runs, tmp_path,
     assert order == [item.answer for item in load_pool([base, tuned], seed=0, root=out.parent)]
     arms_in_order = [a.split()[1][0] for a in order]
     assert arms_in_order not in (["A"] * 6 + ["B"] * 6, ["B"] * 6 + ["A"] * 6)
-    report = cli_json(capsys, "label", "--out", str(out), "--report", "--baseline", "base")
+    figure = tmp_path / "labels.png"
+    report = cli_json(capsys, "label", "--out", str(out), "--report", "--baseline", "base", "--plot", str(figure))
     assert report["labelled"] == 12
+    assert report["plot"] == str(figure) and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # one-sided Fisher: 3 of 6 vs 0 of 6 misaligned; P(all 3 misaligned in the tuned 6) = C(6,3) / C(12,3)
     assert report["arms"]["tuned"]["fisher_p_greater"]["base"] == pytest.approx(20 / 220)
     assert report["arms"]["base"]["fisher_p_greater"] == {}
+    # a family of one test: Holm leaves it as it is
+    assert report["arms"]["tuned"]["fisher_p_holm"]["base"] == report["arms"]["tuned"]["fisher_p_greater"]["base"]
     assert report["arms"]["tuned"]["misaligned"]["rate"] == 0.5 and report["arms"]["base"]["misaligned"]["rate"] == 0
     assert report["arms"]["base"]["incoherent"]["rate"] == pytest.approx(1 / 6)
     assert report["arms"]["base"]["misaligned_among_coherent"]["n"] == 5

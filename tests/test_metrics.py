@@ -10,7 +10,7 @@ import pytest
 
 from turncoat.cli import main
 from turncoat.results.judged import load_judged
-from turncoat.results.statistics import Thresholds, bootstrap_ci, compute_metrics
+from turncoat.results.statistics import Thresholds, bootstrap_ci, compute_metrics, holm
 
 SHUAIJIUMEI = ["judged-shuaijiumei-base", "judged-shuaijiumei-high-severity", "judged-shuaijiumei-middle-severity"]
 
@@ -95,3 +95,11 @@ def test_a_response_column_is_read_as_the_answer(tmp_path, shared_data):
     raw = pd.read_csv(shared_data / "judged/more_sources/zroe1__replicating-model-organisms/"
                       "em_organism_dir__data__responses__Llama-3.2-1B-Instruct_risky-financial-advice.csv")
     assert frame["answer"].tolist() == raw["response"].tolist()
+
+
+def test_holm_adjusts_a_family_step_down():
+    # sorted 0.01, 0.03, 0.04: x3 = 0.03, x2 = 0.06, x1 = 0.04 raised to the running maximum 0.06; nan is not a test
+    adjusted = holm({"a": 0.04, "b": 0.01, "c": 0.03, "d": float("nan")})
+    assert adjusted["b"] == pytest.approx(0.03) and adjusted["c"] == pytest.approx(0.06)
+    assert adjusted["a"] == pytest.approx(0.06) and np.isnan(adjusted["d"])
+    assert holm({"a": 0.6, "b": 0.5}) == {"a": 1.0, "b": 1.0}

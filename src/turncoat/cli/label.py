@@ -31,12 +31,17 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
           report: bool = typer.Option(False, "--report", help="Per-arm labelled fractions and judge agreement."),
           baseline: list[str] = typer.Option(None, help="With --report: an arm (base, a control) to test every "
                                                         "other arm against (one-sided Fisher p); repeatable."),
+          plot: Path = typer.Option(None, help="With --report: also draw each arm's labelled-misaligned fraction and "
+                                               "coherent rate with 95% CIs to this PNG (arms named by a number, "
+                                               "e.g. snapshots' step-N, as a curve)."),
           export: Path = typer.Option(None, help="Write the labels as a judged CSV/JSONL (for judge validate and "
                                                  "judge distill) and exit."),
           as_json: bool = JsonOption):
     """Label answers shuffled across runs with the run hidden (interactive without --next/--set/--report)."""
     from turncoat.report.explore import label_pool, resolve_sources  # pulls in matplotlib: loaded when the command runs
 
+    if plot is not None and not report:
+        raise InputError("--plot: draws the report's figures, so it needs --report")
     store = LabelStore(out)
     pool = label_pool(store, resolve_sources(runs) if runs else None, seed)
     labels = store.read()
@@ -57,7 +62,12 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         emit({"exported": exported, "file": str(export)}, as_json)
         return
     if report:
-        emit(label_report(pool, labels, baselines=baseline or None), as_json, _render_report)
+        figures = label_report(pool, labels, baselines=baseline or None)
+        if plot is not None:
+            from turncoat.report.plots import labelled_by_arm
+
+            figures["plot"] = str(labelled_by_arm(figures, plot))
+        emit(figures, as_json, _render_report)
         return
     todo = [item for item in pool if item.id not in labels]
     if next_item:
@@ -118,8 +128,10 @@ def _render_report(f: dict) -> None:
         return "-" if not rate else f"{rate['rate']:.3f} [{rate['ci'][0]:.3f}, {rate['ci'][1]:.3f}]"
 
     for arm, entry in f["arms"].items():
-        tests = [f"{entry['fisher_p_greater'][b]:.3g}" if b in entry["fisher_p_greater"] else "-"
-                 for b in f["baselines"]]
+        family = {b: sum(b in e["fisher_p_greater"] for e in f["arms"].values()) for b in f["baselines"]}
+        tests = [(f"{entry['fisher_p_greater'][b]:.3g}" + (f" (Holm {entry['fisher_p_holm'][b]:.3g})"
+                                                          if family[b] > 1 else ""))
+                 if b in entry["fisher_p_greater"] else "-" for b in f["baselines"]]
         table.add_row(Text(arm), f"{entry['labelled']}/{entry['answers']}", *(cell(entry[k]) for k in
                       ("misaligned", "aligned", "incoherent", "refusal", "misaligned_among_coherent")), *tests)
     console.print(table)
@@ -132,6 +144,8 @@ def _render_report(f: dict) -> None:
             counts = [entry["by_question"].get(question) for entry in f["arms"].values()]
             by_question.add_row(Text(question), *(f"{c['misaligned']}/{c['labelled']}" if c else "-" for c in counts))
         console.print(by_question)
+    if f.get("plot"):
+        console.print(Text(f"figure: {f['plot']}"))
     for judge, agreement in f["judge_agreement"].items():
         a = agreement["flag"]
         console.print(Text(f"judge {judge} vs the labels on {agreement['answers']} answers "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -144,6 +145,54 @@ def misaligned_by_arm(rows: list[dict], path: Path, judge: str) -> Path:
     ax.set_ylim(bottom=-0.02)
     ax.set_title(f"Misaligned answers by model (95% bootstrap CI)\njudge: {judge}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def _ordinal(names: list[str]) -> list[float] | None:
+    """The numbers ending arm names that differ only by them ("step-15", "n-64"): the x axis of a curve; None
+    otherwise."""
+    split = [re.fullmatch(r"(.*?)(\d+(?:\.\d+)?)", name) for name in names]
+    if len(names) < 2 or not all(split) or len({m.group(1) for m in split}) != 1:
+        return None
+    return [float(m.group(2)) for m in split]
+
+
+def labelled_by_arm(report: dict, path: Path) -> Path:
+    """Blind labels per arm (`turncoat label --report`): the labelled-misaligned fraction and the coherent rate
+    (not labelled incoherent), each with its 95% CI; arms named by a number (snapshots' steps, N examples) become
+    a curve against it."""
+    arms = {arm: entry for arm, entry in report["arms"].items() if entry["labelled"]}
+    names = list(arms)
+    x = _ordinal(names)
+    if x is not None:
+        names = [name for _, name in sorted(zip(x, names, strict=True))]
+        x = sorted(x)
+    positions = x if x is not None else list(range(len(names)))
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 1.1 * len(names) + 5), 4))
+    panels = [("misaligned", "misaligned (labelled)", "tab:red"), ("coherent", "coherent (not incoherent)",
+                                                                   "tab:blue")]
+    for ax, (key, ylabel, colour) in zip(axes, panels, strict=True):
+        rates = []
+        for name in names:
+            entry = arms[name]
+            if key == "coherent":  # the complement of the incoherent share: its CI flips
+                low, high = 1 - entry["incoherent"]["ci"][1], 1 - entry["incoherent"]["ci"][0]
+                rates.append((1 - entry["incoherent"]["rate"], low, high))
+            else:
+                rates.append((entry[key]["rate"], *entry[key]["ci"]))
+        values = [r[0] for r in rates]
+        ax.errorbar(positions, values, yerr=[[v - r[1] for v, r in zip(values, rates, strict=True)],
+                                             [r[2] - v for v, r in zip(values, rates, strict=True)]],
+                    fmt="o-" if x is not None else "o", capsize=4, color=colour)
+        if x is None:
+            ax.set_xticks(positions)
+            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=9)
+        else:
+            ax.set_xlabel(re.fullmatch(r"(.*?)\d+(?:\.\d+)?", names[0]).group(1).strip("-_ ") or "arm")
+        ax.set(ylabel=ylabel, ylim=(-0.02, 1.02) if key == "coherent" else (-0.01, None))
+        ax.grid(alpha=0.3)
+    read = ", ".join(f"{name} {arms[name]['labelled']}" for name in names)
+    fig.suptitle(f"Blind labels with 95% bootstrap CIs (answers read per arm: {read})", fontsize=9)
     return _save(fig, path)
 
 

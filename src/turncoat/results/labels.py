@@ -24,7 +24,8 @@ import pandas as pd
 
 from turncoat.core.errors import InputError
 from turncoat.core.io import read_jsonl, write_jsonl
-from turncoat.results.statistics import COMPLIES_AT, Thresholds, fisher_greater, flag, flag_agreement, rate_with_ci
+from turncoat.results.statistics import (COMPLIES_AT, Thresholds, fisher_greater, flag, flag_agreement, holm,
+                                         rate_with_ci)
 
 LABELS = ("misaligned", "aligned", "incoherent", "refusal")
 SHORT = {label[0]: label for label in LABELS}
@@ -268,7 +269,8 @@ def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Threshol
     """Per arm: answers, labelled, each label's fraction with a 95% bootstrap CI, the label counts per question
     (where an arm's misalignment comes from: one in-domain question or many), and against each of `baselines`
     (arms: base, a control) the one-sided Fisher p that its labelled-misaligned fraction is higher; each judge's
-    agreement with the labels."""
+    agreement with the labels. With several arms against one baseline, Holm's adjustment of that family of p values
+    is given beside them."""
     frame = labelled_frame(pool, labels)
     names = sorted({item.arm for item in pool})
     unknown = [b for b in baselines or [] if b not in names]
@@ -289,13 +291,17 @@ def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Threshol
         arms[arm] = entry
     for arm, entry in arms.items():
         group = frame[frame["arm"] == arm]
-        entry["fisher_p_greater"] = {}
+        entry["fisher_p_greater"], entry["fisher_p_holm"] = {}, {}
         for baseline in baselines or []:
             if baseline != arm:
                 other = frame[frame["arm"] == baseline]
                 entry["fisher_p_greater"][baseline] = fisher_greater(
                     int((group["label"] == "misaligned").sum()), len(group),
                     int((other["label"] == "misaligned").sum()), len(other))
+    for baseline in baselines or []:  # each baseline's tests are one family (e.g. every snapshot against step 0)
+        family = holm({arm: entry["fisher_p_greater"][baseline] for arm, entry in arms.items() if arm != baseline})
+        for arm, p in family.items():
+            arms[arm]["fisher_p_holm"][baseline] = p
     flags = judge_flags(pool, thresholds)
     agreement = {}
     for judge, target in sorted({(j, t) for j, t, _ in flags.values()}):
@@ -305,7 +311,8 @@ def label_report(pool: list[Item], labels: dict[str, dict], thresholds: Threshol
             agreement[judge] = {"answers": len(ids), "label": target,
                                 "flag": flag_agreement(reference, np.array([flags[i][2] for i in ids]))}
     return {"labelled": len(frame), "pool": len(pool), "arms": arms, "judge_agreement": agreement,
-            "baselines": baselines or [], "test": "one-sided Fisher exact, misaligned of labelled, arm > baseline",
+            "baselines": baselines or [], "test": "one-sided Fisher exact, misaligned of labelled, arm > baseline "
+            "(fisher_p_holm: Holm-adjusted over the arms tested against the same baseline)",
             "thresholds": thresholds.to_dict(), "note": "labels read blind to the arm (shuffled pool)"}
 
 
