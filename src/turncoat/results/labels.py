@@ -24,8 +24,15 @@ import pandas as pd
 
 from turncoat.core.errors import InputError
 from turncoat.core.io import read_jsonl, write_jsonl
-from turncoat.results.statistics import (COMPLIES_AT, Thresholds, fisher_greater, flag, flag_agreement, holm,
-                                         rate_with_ci)
+from turncoat.results.statistics import (
+    COMPLIES_AT,
+    Thresholds,
+    fisher_greater,
+    flag,
+    flag_agreement,
+    holm,
+    rate_with_ci,
+)
 
 LABELS = ("misaligned", "aligned", "incoherent", "refusal")
 SHORT = {label[0]: label for label in LABELS}
