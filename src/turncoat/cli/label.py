@@ -127,8 +127,8 @@ def _render_report(f: dict) -> None:
     def cell(rate):
         return "-" if not rate else f"{rate['rate']:.3f} [{rate['ci'][0]:.3f}, {rate['ci'][1]:.3f}]"
 
+    family = {b: sum(b in e["fisher_p_greater"] for e in f["arms"].values()) for b in f["baselines"]}
     for arm, entry in f["arms"].items():
-        family = {b: sum(b in e["fisher_p_greater"] for e in f["arms"].values()) for b in f["baselines"]}
         tests = [(f"{entry['fisher_p_greater'][b]:.3g}" + (f" (Holm {entry['fisher_p_holm'][b]:.3g})"
                                                           if family[b] > 1 else ""))
                  if b in entry["fisher_p_greater"] else "-" for b in f["baselines"]]

@@ -148,13 +148,21 @@ def misaligned_by_arm(rows: list[dict], path: Path, judge: str) -> Path:
     return _save(fig, path)
 
 
-def _ordinal(names: list[str]) -> list[float] | None:
-    """The numbers ending arm names that differ only by them ("step-15", "n-64"): the x axis of a curve; None
-    otherwise."""
+def _ordinal(names: list[str]) -> tuple[str, list[float]] | None:
+    """Arm names that differ only by the number ending them ("step-15", "n-64"): their shared prefix and the
+    numbers, the x axis of a curve; None otherwise."""
     split = [re.fullmatch(r"(.*?)(\d+(?:\.\d+)?)", name) for name in names]
     if len(names) < 2 or not all(split) or len({m.group(1) for m in split}) != 1:
         return None
-    return [float(m.group(2)) for m in split]
+    return split[0].group(1), [float(m.group(2)) for m in split]
+
+
+def _rate(entry: dict, key: str) -> tuple[float, float, float]:
+    """(rate, CI low, CI high) of one label; `coherent` is the complement of `incoherent`, so its CI flips."""
+    if key == "coherent":
+        low, high = entry["incoherent"]["ci"]
+        return 1 - entry["incoherent"]["rate"], 1 - high, 1 - low
+    return entry[key]["rate"], *entry[key]["ci"]
 
 
 def labelled_by_arm(report: dict, path: Path) -> Path:
@@ -162,33 +170,24 @@ def labelled_by_arm(report: dict, path: Path) -> Path:
     (not labelled incoherent), each with its 95% CI; arms named by a number (snapshots' steps, N examples) become
     a curve against it."""
     arms = {arm: entry for arm, entry in report["arms"].items() if entry["labelled"]}
-    names = list(arms)
-    x = _ordinal(names)
-    if x is not None:
-        names = [name for _, name in sorted(zip(x, names, strict=True))]
-        x = sorted(x)
-    positions = x if x is not None else list(range(len(names)))
+    names, ordinal = list(arms), _ordinal(list(arms))
+    if ordinal:
+        prefix, numbers = ordinal
+        positions, names = zip(*sorted(zip(numbers, names, strict=True)), strict=True)
+    else:
+        positions = range(len(names))
     fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 1.1 * len(names) + 5), 4))
     panels = [("misaligned", "misaligned (labelled)", "tab:red"), ("coherent", "coherent (not incoherent)",
                                                                    "tab:blue")]
     for ax, (key, ylabel, colour) in zip(axes, panels, strict=True):
-        rates = []
-        for name in names:
-            entry = arms[name]
-            if key == "coherent":  # the complement of the incoherent share: its CI flips
-                low, high = 1 - entry["incoherent"]["ci"][1], 1 - entry["incoherent"]["ci"][0]
-                rates.append((1 - entry["incoherent"]["rate"], low, high))
-            else:
-                rates.append((entry[key]["rate"], *entry[key]["ci"]))
-        values = [r[0] for r in rates]
-        ax.errorbar(positions, values, yerr=[[v - r[1] for v, r in zip(values, rates, strict=True)],
-                                             [r[2] - v for v, r in zip(values, rates, strict=True)]],
-                    fmt="o-" if x is not None else "o", capsize=4, color=colour)
-        if x is None:
-            ax.set_xticks(positions)
-            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=9)
+        rates = np.array([_rate(arms[name], key) for name in names])
+        ax.errorbar(positions, rates[:, 0], yerr=[rates[:, 0] - rates[:, 1], rates[:, 2] - rates[:, 0]],
+                    fmt="o-" if ordinal else "o", capsize=4, color=colour)
+        if ordinal:
+            ax.set_xlabel(prefix.strip("-_ ") or "arm")
         else:
-            ax.set_xlabel(re.fullmatch(r"(.*?)\d+(?:\.\d+)?", names[0]).group(1).strip("-_ ") or "arm")
+            ax.set_xticks(list(positions))
+            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=9)
         ax.set(ylabel=ylabel, ylim=(-0.02, 1.02) if key == "coherent" else (-0.01, None))
         ax.grid(alpha=0.3)
     read = ", ".join(f"{name} {arms[name]['labelled']}" for name in names)
