@@ -100,6 +100,25 @@ def test_study_runs_every_stage_and_writes_the_report(tiny_model_dir, tmp_path, 
             if r["status"] == "ran"} == {"train realigned", "eval realigned", "score realigned", "report "}
 
 
+def test_only_runs_the_named_arm_and_what_it_needs(tiny_model_dir, tmp_path, capsys):
+    study = _study(tmp_path, tiny_model_dir, compliance=True)
+    run = tmp_path / "run"
+    assert main(["run", str(study), "--out", str(run), "--only", "realigned", "--dry-run", "--json"]) == 0
+    planned = [(s["kind"], s["label"]) for s in json.loads(capsys.readouterr().out)["stages"]]
+    assert [kind for kind, _ in planned] == ["direction", "data", "train", "data", "train", "eval", "score", "eval"]
+    assert not any("/base/" in label for _, label in planned)  # its parent's stages, not base's; no report
+    assert main(["run", str(study), "--out", str(run), "--only", "bad", "--stages", "train", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert [(r["kind"], r["status"]) for r in figures["stages"]] == [("direction", "ran"), ("data", "ran"),
+                                                                       ("train", "ran")]
+    assert main(["run", str(study), "--out", str(run), "--dry-run", "--json"]) == 0
+    done = [s["kind"] for s in json.loads(capsys.readouterr().out)["stages"] if s["done"]]
+    assert done == ["direction", "data", "train"]  # the whole study later skips what the selection ran
+    assert main(["run", str(study), "--out", str(run), "--only", "nosuch"]) == 2
+    assert "no arm 'nosuch' in this study: it has bad, base, realigned" in capsys.readouterr().err
+    assert main(["run", str(study), "--out", str(run), "--stages", "sampling"]) == 2
+
+
 def test_killed_run_resumes_without_redoing_finished_stages(tiny_model_dir, tmp_path):
     study = _study(tmp_path, tiny_model_dir, name="killed", persona=False, harmful_steps=400)
     run = tmp_path / "run"

@@ -21,23 +21,29 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
         executor: str = typer.Option("local", help="local (sequential, default) or ray."),
         address: str = typer.Option(None, help="ray: cluster address (default: a local Ray)."),
         track: str = typer.Option(None, help="Log each stage's figures to wandb or mlflow (off by default)."),
+        only: list[str] = typer.Option(None, "--only", help="Run only this arm's stages and what they need "
+                                                            "(repeatable; no report unless --stages report)."),
+        stages_kinds: list[str] = typer.Option(None, "--stages", help="Run only stages of this kind (data, train, "
+                                                                      "eval, trajectory, report, ...) and what they "
+                                                                      "need (repeatable)."),
         yes: bool = typer.Option(False, "--yes", help="Start paid (OpenAI) stages without asking to confirm their "
                                                       "estimated cost."),
         as_json: bool = JsonOption):
     """Run a study: data -> train -> sample -> judge -> persona -> report, each stage keyed by its inputs."""
     from turncoat.pipeline import load_study  # pulls in torch: loaded when the command runs
     from turncoat.pipeline.costs import describe_cost, study_cost  # pulls in torch: loaded when the command runs
-    from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.stages import describe, plan, select  # pulls in torch: loaded when the command runs
 
     study = load_study(study_file, profile)
     out = out or Path("runs") / study.name
-    stages = plan(study)
+    stages = select(plan(study), only, stages_kinds)
     cost = study_cost([s for s in stages if not (s.folder(out) / "stage.json").is_file()])
     if cost and not dry_run:
         err_console.print(describe_cost(cost), highlight=False)
         if not yes and not (sys.stdin.isatty() and typer.confirm("Run the paid stages?")):
             raise InputError("paid stages not confirmed: pass --yes (nothing was run)")
-    figures = run_and_describe(study, out, dry_run, executor, address, track, as_json) if not dry_run else {
+    figures = run_and_describe(study, out, executor, address, track, as_json, only,
+                               stages_kinds) if not dry_run else {
         "study": study.name, "run": str(out), "stages": describe(stages, out)}
     if cost:
         figures["estimated_cost"] = cost
@@ -58,12 +64,12 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
     emit(figures, as_json, render)
 
 
-def run_and_describe(study, out: Path, dry_run: bool, executor: str, address: str | None, track: str | None,
-                     quiet: bool) -> dict:
+def run_and_describe(study, out: Path, executor: str, address: str | None, track: str | None, quiet: bool,
+                     arms: list[str] | None = None, kinds: list[str] | None = None) -> dict:
     import time
 
     from turncoat.pipeline import run_study  # pulls in torch: loaded when the command runs
-    from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.stages import describe, plan, select  # pulls in torch: loaded when the command runs
     from turncoat.pipeline.tracking import make_tracker  # pulls in torch: loaded when the command runs
 
     if executor not in ("local", "ray"):
@@ -76,8 +82,8 @@ def run_and_describe(study, out: Path, dry_run: bool, executor: str, address: st
             console.rule(f"[bold]stage {index + 1}/{total}[/bold]: {stage.kind} {stage.label}", style="cyan")
 
     records = run_study(study, out, executor=executor, address=address, tracker=tracker, quiet=quiet,
-                        on_stage=announce)
-    rows = describe(plan(study), out)
+                        on_stage=announce, arms=arms, stage_kinds=kinds)
+    rows = describe(select(plan(study), arms, kinds), out)
     for row in rows:
         record = records.get(row["key"], {})
         row |= {"status": record.get("status"), "result": record.get("result")}

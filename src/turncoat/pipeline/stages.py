@@ -44,6 +44,7 @@ class Stage:
     config: dict  # everything that determines its output (JSON)
     deps: dict[str, Stage] = field(default_factory=dict)
     job: str = ""  # the (model, arm, seed) job it belongs to
+    arm: str = ""  # the study arm it serves ("" for shared stages: direction, sae, generate, report); not in the key
     info: dict = field(default_factory=dict)  # for the report (arm name, x position); not part of the key
 
     @cached_property
@@ -133,7 +134,7 @@ def trajectory_stage(study: Study, model_stage: Stage, direction: Stage | None, 
     deps = {"model": model_stage} | ({"direction": direction} if direction else {})
     return Stage("trajectory", job, {"seed": model_stage.config["seed"], "eval": settings,
                                      "layer": study.persona.layer if study.persona else None}, deps, job=job,
-                 info=model_stage.info)
+                 arm=model_stage.arm, info=model_stage.info)
 
 
 def sae_settings(study: Study) -> dict:
@@ -154,18 +155,19 @@ def sae_stages(study: Study, sae: Stage, arm: Arm, job: str, data: Stage, model_
     diff = Stage("diff", job, {"base": model, "questions": settings.questions or study.eval.questions,
                                "limit": study.eval.limit,
                                "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets},
-                 {"sae": sae, "model": model_stage, "data": data}, job=job, info={"arm": arm.name})
+                 {"sae": sae, "model": model_stage, "data": data}, job=job, arm=arm.name, info={"arm": arm.name})
     stages = [diff]
     for k in settings.ablate_top:
         variant = f"sae-ablate-top{k}"
         stages.append(Stage("eval", f"{job}/{variant}", evaluation.config | {"sae": {"ablate_top": k}},
-                            {"model": model_stage, "sae": sae, "diff": diff}, job=job,
+                            {"model": model_stage, "sae": sae, "diff": diff}, job=job, arm=arm.name,
                             info=evaluation.info | {"variant": variant}))
     for alpha in settings.steer_alphas:
         variant = f"sae-steer-{arm.name}-x{alpha:g}"
         stages.append(Stage("eval", f"{job.rsplit('/', 2)[0]}/base/seed{seed}/{variant}",
                             evaluation.config | {"sae": {"steer_top": alpha}}, {"sae": sae, "diff": diff},
-                            job=job, info=evaluation.info | {"arm": "base", "variant": variant, "x": None}))
+                            job=job, arm=arm.name,
+                            info=evaluation.info | {"arm": "base", "variant": variant, "x": None}))
     return stages
 
 
@@ -208,7 +210,7 @@ def plan(study: Study) -> list[Stage]:
                                                "backdoor": arm.backdoor.model_dump() if arm.backdoor else None,
                                                "backdoor_good": data_fingerprint(arm.backdoor.good)
                                                if arm.backdoor else None}, {"source": source} if source else {},
-                                 job=job)
+                                 job=job, arm=arm.name)
                     deps = {"data": data}
                     if arm.parent:
                         deps["parent"] = trained[arm.parent]
@@ -219,7 +221,7 @@ def plan(study: Study) -> list[Stage]:
                     model_stage = Stage("train", job, {"model": None if arm.parent else model, "seed": seed,
                                                        "train": train_settings(study, arm)} | (
                                             {"backend": "openai"} if study.fine_tuning == "openai" else {}),
-                                        deps, job=job,
+                                        deps, job=job, arm=arm.name,
                                         info={"arm": arm.name, "model": model, "seed": seed, "x": arm.x})
                     trained[arm.name] = model_stage
                     stages += [data, model_stage]
@@ -231,15 +233,16 @@ def plan(study: Study) -> list[Stage]:
                     evaluation = Stage("eval", label, {"model": model, "seed": seed, "eval": settings,
                                                        "trigger": trigger} | ({"suffix": suffix} if suffix else {}),
                                        {"model": model_stage} if model_stage
-                                       else {}, job=job, info={"arm": arm.name, "variant": variant, "x": arm.x,
-                                                               "model": model, "seed": seed})
+                                       else {}, job=job, arm=arm.name,
+                                       info={"arm": arm.name, "variant": variant, "x": arm.x, "model": model,
+                                             "seed": seed})
                     stages.append(evaluation)
                     evals.append(evaluation)
                     if direction and persona.score:
                         deps = {"eval": evaluation, "direction": direction} | (
                             {"model": model_stage} if model_stage else {})
                         stages.append(Stage("score", label, {"model": model, "layer": persona.layer}, deps, job=job,
-                                            info=evaluation.info))
+                                            arm=arm.name, info=evaluation.info))
                     if sae and model_stage and not variant:
                         interventions = sae_stages(study, sae, arm, job, data, model_stage, evaluation)
                         stages += interventions
@@ -249,7 +252,7 @@ def plan(study: Study) -> list[Stage]:
                     compliance.append(Stage("eval", f"{job}/harmful-requests",
                                             {"model": model, "seed": seed, "eval": engine,
                                              "harmful": study.eval.harmful.model_dump()},
-                                            {"model": model_stage} if model_stage else {}, job=job,
+                                            {"model": model_stage} if model_stage else {}, job=job, arm=arm.name,
                                             info={"arm": arm.name, "variant": "harmful-requests", "x": arm.x,
                                                   "model": model, "seed": seed}))
             for stage in compliance:  # every arm on the same requests: none in any arm's data (this seed)
@@ -263,6 +266,25 @@ def plan(study: Study) -> list[Stage]:
                                                    "x_label": study.x_label} | (
             {"control": study.trajectory.control} if study.trajectory else {}), deps, job="report"))
     return stages
+
+
+def select(stages: list[Stage], arms: list[str] | None = None, kinds: list[str] | None = None) -> list[Stage]:
+    """The stages of the named arms and kinds, with everything upstream of them, in plan order: one arm added to a
+    finished study runs alone (`turncoat run --only ARM`), without the report that would re-read every arm."""
+    for asked, known, what in ((arms, {s.arm for s in stages if s.arm}, "arm"),
+                               (kinds, {s.kind for s in stages}, "stage kind")):
+        unknown = sorted(set(asked or ()) - known)
+        if unknown:
+            raise InputError(f"no {what} {', '.join(map(repr, unknown))} in this study: it has "
+                             f"{', '.join(sorted(known))}")
+    chosen = [s for s in stages if (not arms or s.arm in arms) and (not kinds or s.kind in kinds)]
+    needed: dict[str, Stage] = {}
+    while chosen:
+        stage = chosen.pop()
+        if stage.key not in needed:
+            needed[stage.key] = stage
+            chosen += stage.deps.values()
+    return [s for s in stages if s.key in needed]
 
 
 def describe(stages: list[Stage], run_dir: Path) -> list[dict]:
