@@ -144,6 +144,10 @@ def test_a_residual_stream_judge_chooses_its_layer_on_training_sources_and_reads
     read = pair_features(None, frame["question"], frame["answer"], judge.blocks, reader=judge.reader)
     np.testing.assert_allclose(read, trained, rtol=1e-4, atol=1e-5)
     assert len(judge.reader._loaded.model.layers) == judge.reader.layers[0] + 1  # nothing after its block runs
+    chunked = features_per_layer(None, frame, ["residual", "explicit"], ResidualReader(str(tiny_model_dir), [0, 1]),
+                                 chunks=[4])  # the first 4 rows' read cached apart: a frame grown by rows reuses it
+    assert len(chunked) == 2 and chunked[0].shape == (6, trained.shape[1])
+    np.testing.assert_allclose(chunked[[0, 1].index(judge.reader.layers[0])], trained, rtol=1e-4, atol=1e-5)
 
 
 def test_shipped_judge_in_turncoat_eval(tmp_path, shared_data, capsys):

@@ -170,9 +170,10 @@ def cached_features(encoder, frame: pd.DataFrame, blocks: Sequence[str] = DEFAUL
 
 
 def features_per_layer(encoder, frame: pd.DataFrame, blocks: Sequence[str], reader=None,
-                       progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                       progress: Callable[[int], None] | None = None, chunks: Sequence[int] = ()) -> list[np.ndarray]:
     """The features `pair_features` gives, with the embeddings and the reader's residual streams cached: one matrix
-    per candidate layer of `reader` (all its layers read in one pass), one matrix without a reader."""
+    per candidate layer of `reader` (all its layers read in one pass), one matrix without a reader. `chunks` (row
+    indices) splits the reader's cache there, so that a frame extended by new rows re-reads only the new ones."""
     questions, answers = frame["question"].tolist(), frame["answer"].tolist()
 
     def features(residual: np.ndarray | None) -> np.ndarray:
@@ -181,7 +182,9 @@ def features_per_layer(encoder, frame: pd.DataFrame, blocks: Sequence[str], read
 
     if reader is None or "residual" not in blocks:
         return [features(None)]
-    read = cached_embeddings(reader, "residual", questions, answers, progress)
+    bounds = [0, *chunks, len(frame)]
+    read = np.concatenate([cached_embeddings(reader, "residual", questions[a:b], answers[a:b], progress)
+                           for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
     width = read.shape[1] // len(reader.layers)
     return [features(read[:, j * width:(j + 1) * width]) for j in range(len(reader.layers))]
 
@@ -363,11 +366,11 @@ def validate_choosing_layer(candidates: Sequence[np.ndarray], frame: pd.DataFram
 def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, synthetic: int = 300,
             validate: bool = True, c: float = 1.0, seed: int = 0, encoder=None,
             blocks: Sequence[str] = DEFAULT_BLOCKS, reader=None, frame: pd.DataFrame | None = None,
-            progress: Callable[[str], None] | None = None) -> tuple[OfflineHeads, dict]:
+            progress: Callable[[str], None] | None = None, chunks: Sequence[int] = ()) -> tuple[OfflineHeads, dict]:
     """Train heads on `sources` (default: the shared judged sets; or on `frame`, rows as `load_source` gives),
     validate leave-one-source-out, write the judge folder; returns the heads and the validation figures (also in
     the card). With a residual `reader` of several layers, each fold's layer is chosen on its training sources
-    only, and the judge's on all of them."""
+    only, and the judge's on all of them; `chunks` splits the reader's cache as in `features_per_layer`."""
     encoder = encoder or (PairEncoder() if needs_encoder(blocks) else None)
     if frame is None:
         frame = shared_training_frame() if not sources else pd.concat(
@@ -377,7 +380,7 @@ def distill(sources: Sequence[str | Path] = (), out: str | Path | None = None, s
     if progress:
         progress(f"reading {len(frame)} judged answers")
     began = time.perf_counter()
-    candidates = features_per_layer(encoder, frame, blocks, reader)
+    candidates = features_per_layer(encoder, frame, blocks, reader, chunks=chunks)
     validation, chosen_per_fold = validate_choosing_layer(
         candidates, frame, reader.layers if reader is not None else (), EXTRA_FOLDS if not sources else None, c=c,
         progress=progress) if validate else (None, {})
