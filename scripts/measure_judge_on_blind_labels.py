@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from turncoat.judging import make_judge
-from turncoat.judging.offline import default_judge_dir, fast_judge_dir
+from turncoat.judging.offline import default_judge_dir
 from turncoat.judging.reader import ResidualReader
 from turncoat.judging.validate import validate_judge
 from turncoat.results.labels import LabelStore, export_judged
@@ -39,6 +39,7 @@ from turncoat.workflows.distill import (
     single_source_mean_auroc,
     synthetic_frame,
 )
+from turncoat.workflows.evals.run import judge_error_rates
 
 
 def labelled_source(label_files: list[Path], source: str) -> tuple[pd.DataFrame, dict]:
@@ -50,9 +51,9 @@ def labelled_source(label_files: list[Path], source: str) -> tuple[pd.DataFrame,
         for index, path in enumerate(label_files):
             store = LabelStore(path)
             pool, labels = store.pool(None, None), store.read()
-            fresh = [item for item in pool if item.id in labels and
-                     (str(Path(item.source).resolve()), item.key) not in seen]
-            seen |= {(str(Path(item.source).resolve()), item.key) for item in fresh}
+            answers = {(str(Path(item.source).resolve()), item.key): item for item in pool if item.id in labels}
+            fresh = [item for answer, item in answers.items() if answer not in seen]
+            seen |= answers.keys()
             exported = Path(folder) / f"{index}.jsonl"
             counts[str(path)] = {"labelled": len(labels), "kept": export_judged(fresh, labels, exported)}
             parts.append(load_source(exported, source))
@@ -62,21 +63,20 @@ def labelled_source(label_files: list[Path], source: str) -> tuple[pd.DataFrame,
 
 def part_a(frame: pd.DataFrame) -> dict:
     figures = {}
-    for kind, folder in (("offline", default_judge_dir()), ("offline-fast", fast_judge_dir())):
-        card = json.loads((folder / "card.json").read_text())
+    for kind in ("offline", "offline-fast"):
         judge = make_judge(kind)
         began = time.perf_counter()
         measured, predictions = validate_judge(judge, frame, reference="blind labels")
         seconds = time.perf_counter() - began
         flags = predictions["judge_misaligned"].to_numpy(dtype=float)
-        correction = corrected_fraction(flags, ErrorRates.from_dict(card["error_rates"]))
+        correction = corrected_fraction(flags, ErrorRates.from_dict(judge_error_rates(judge)))
+        labelled = float(predictions["reference_misaligned"].mean())
         figures[kind] = {
             "judge": judge.identity, "rows": measured["rows"], "misaligned_flag": measured["misaligned_flag"],
-            "labelled_fraction": float(predictions["reference_misaligned"].mean()),
-            "flagged_fraction": correction["raw"], "corrected_fraction": correction["corrected"],
-            "corrected_ci": correction["corrected_ci"],
-            "corrected_error_pp": abs(correction["corrected"] - float(predictions["reference_misaligned"].mean()))
-            * 100, "seconds": round(seconds, 1), "answers_per_second": round(len(frame) / seconds, 2)}
+            "labelled_fraction": labelled, "flagged_fraction": correction["raw"],
+            "corrected_fraction": correction["corrected"], "corrected_ci": correction["corrected_ci"],
+            "corrected_error_pp": abs(correction["corrected"] - labelled) * 100, "seconds": round(seconds, 1),
+            "answers_per_second": round(len(frame) / seconds, 2)}
         print(kind, json.dumps({k: figures[kind][k] for k in ("labelled_fraction", "flagged_fraction",
                                                                "corrected_fraction")}),
               "AUROC", measured["misaligned_flag"].get("auroc"), flush=True)

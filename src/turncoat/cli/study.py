@@ -42,8 +42,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
         err_console.print(describe_cost(cost), highlight=False)
         if not yes and not (sys.stdin.isatty() and typer.confirm("Run the paid stages?")):
             raise InputError("paid stages not confirmed: pass --yes (nothing was run)")
-    figures = run_and_describe(study, out, executor, address, track, as_json, only,
-                               stages_kinds) if not dry_run else {
+    figures = run_and_describe(study, out, executor, address, track, as_json, stages) if not dry_run else {
         "study": study.name, "run": str(out), "stages": describe(stages, out)}
     if cost:
         figures["estimated_cost"] = cost
@@ -65,25 +64,27 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
 
 
 def run_and_describe(study, out: Path, executor: str, address: str | None, track: str | None, quiet: bool,
-                     arms: list[str] | None = None, kinds: list[str] | None = None) -> dict:
+                     stages: list | None = None) -> dict:
+    """Run `stages` (the study's whole plan by default) and describe each with its status and result."""
     import time
 
     from turncoat.pipeline import run_study  # pulls in torch: loaded when the command runs
-    from turncoat.pipeline.stages import describe, plan, select  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
     from turncoat.pipeline.tracking import make_tracker  # pulls in torch: loaded when the command runs
 
     if executor not in ("local", "ray"):
         raise InputError(f"--executor {executor!r}: choose local or ray")
     began = time.perf_counter()
     tracker = make_tracker(track, study.name, study.model_dump(by_alias=True))
+    stages = plan(study) if stages is None else stages  # planned once: it hashes the study's data files
 
     def announce(stage, index, total):
         if not quiet:
             console.rule(f"[bold]stage {index + 1}/{total}[/bold]: {stage.kind} {stage.label}", style="cyan")
 
     records = run_study(study, out, executor=executor, address=address, tracker=tracker, quiet=quiet,
-                        on_stage=announce, arms=arms, stage_kinds=kinds)
-    rows = describe(select(plan(study), arms, kinds), out)
+                        on_stage=announce, stages=stages)
+    rows = describe(stages, out)
     for row in rows:
         record = records.get(row["key"], {})
         row |= {"status": record.get("status"), "result": record.get("result")}

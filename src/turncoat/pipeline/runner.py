@@ -21,7 +21,7 @@ from pathlib import Path
 from turncoat.core.io import atomic_write, read_jsonl
 from turncoat.core.provenance import library_versions
 from turncoat.pipeline import kinds  # noqa: F401  (registers the stage kinds, here and in Ray workers)
-from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan, select
+from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
 GPU_KINDS = ("generate", "train", "eval", "score", "direction", "trajectory", "sae", "diff")
@@ -91,13 +91,12 @@ class Manifest:
 
 
 def run_study(study: Study, run_dir: str | Path, executor: str = "local", address: str | None = None,
-              tracker=None, quiet: bool = False, on_stage=None, arms: list[str] | None = None,
-              stage_kinds: list[str] | None = None) -> dict:
-    """Run every stage not yet finished (only those of `arms` / `stage_kinds` and their upstream, when named); returns
-    {stage key: record}. `on_stage(stage, index, total)` is called before each stage the local executor starts (the
-    CLI's progress display)."""
+              tracker=None, quiet: bool = False, on_stage=None, stages: list[Stage] | None = None) -> dict:
+    """Run every stage not yet finished (of `stages`, a selection of the study's plan such as `select` gives; the
+    whole plan by default); returns {stage key: record}. `on_stage(stage, index, total)` is called before each stage
+    the local executor starts (the CLI's progress display)."""
     run_dir = Path(run_dir)
-    stages = select(plan(study), arms, stage_kinds)
+    stages = plan(study) if stages is None else stages
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir, study, stages, executor)
     runner = {"local": _run_local, "ray": _run_ray}[executor]

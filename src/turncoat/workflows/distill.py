@@ -9,6 +9,7 @@ misaligned, unrelated code labelled no-score) are only ever training data.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -184,7 +185,7 @@ def features_per_layer(encoder, frame: pd.DataFrame, blocks: Sequence[str], read
         return [features(None)]
     bounds = [0, *chunks, len(frame)]
     read = np.concatenate([cached_embeddings(reader, "residual", questions[a:b], answers[a:b], progress)
-                           for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
+                           for a, b in itertools.pairwise(bounds) if b > a])
     width = read.shape[1] // len(reader.layers)
     return [features(read[:, j * width:(j + 1) * width]) for j in range(len(reader.layers))]
 
