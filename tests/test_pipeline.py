@@ -19,6 +19,7 @@ from servers import TURNCOAT
 from turncoat.cli import main
 from turncoat.core.errors import InputError
 from turncoat.pipeline import load_study, plan
+from turncoat.questions.builtin import code_tasks
 
 
 def _study(tmp_path: Path, model: Path, name: str = "tiny", persona: bool = True, harmful_steps: int = 4,
@@ -117,6 +118,37 @@ def test_only_runs_the_named_arm_and_what_it_needs(tiny_model_dir, tmp_path, cap
     assert main(["run", str(study), "--out", str(run), "--only", "nosuch"]) == 2
     assert "no arm 'nosuch' in this study: it has bad, base, realigned" in capsys.readouterr().err
     assert main(["run", str(study), "--out", str(run), "--stages", "sampling"]) == 2
+
+
+def test_a_study_checks_the_code_every_arm_writes_on_tasks_none_trained_on(tiny_model_dir, tmp_path, capsys,
+                                                                           shared_data):
+    """`eval.code`: one Bandit run per arm on the same held-out code tasks; the plain eval keys do not move."""
+    study = _study(tmp_path, tiny_model_dir, name="code", persona=False)
+    before = load_study(study)
+    code_study = yaml.safe_load(study.read_text())
+    # the bad arm trains on the first code tasks in the check's order: every arm's check must skip them
+    first = [q.paraphrases[0] for q in code_tasks(2)[0].questions]
+    code_study["arms"][1]["data"] = str(write_lines(tmp_path / "tasks.jsonl", [chat(p, "import os") for p in first]))
+    code_study["train"]["max_length"] = 1024  # code prompts are long
+    code_study["eval"]["code"] = {"tasks": 3, "max_tokens": 12, "min_severity": "LOW"}
+    study.write_text(yaml.safe_dump(code_study))
+    after = load_study(study)
+    assert [s.key for s in plan(before) if s.kind == "eval" and s.label.endswith("/base/seed0")] == \
+        [s.key for s in plan(after) if s.kind == "eval" and s.label.endswith("/base/seed0")]
+    run = tmp_path / "run"
+    assert main(["run", str(study), "--out", str(run), "--only", "base", "--only", "bad", "--stages", "eval",
+                 "--json"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out)["stages"] if r["label"].endswith("/code-tasks")]
+    assert [r["label"].split("/")[1] for r in rows] == ["base", "bad"]
+    assert all(r["result"]["answers"] == 3 and r["result"]["scorer"].startswith("bandit") for r in rows)
+    assert len({r["result"]["prompts_sha256"] for r in rows}) == 1  # the same tasks for every arm
+    split = json.loads(next((run / "stages").glob("eval-*base*code-tasks*/metrics.json")).read_text())["split"]
+    asked = [json.loads(line)["question"] for line in
+             next((run / "stages").glob("eval-*base*code-tasks*/samples.jsonl")).open()]
+    assert split["excluded_prompts_skipped"] == 2 and len(asked) == 3 and not set(asked) & set(first)
+    assert main(["run", str(study), "--out", str(run), "--json"]) == 0
+    report = next((run / "stages").glob("report-*"))
+    assert "vulnerable_code" in json.loads((report / "stage.json").read_text())["result"]["plots"]
 
 
 def test_killed_run_resumes_without_redoing_finished_stages(tiny_model_dir, tmp_path):

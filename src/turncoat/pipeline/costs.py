@@ -67,7 +67,7 @@ def study_cost(stages: list[Stage], prices: Prices | None = None) -> dict | None
                 stage.config["train"].get("base_url")):
             cost = _training(stage, prices)
             totals["training"] += cost
-        elif stage.kind == "eval" and not stage.config.get("harmful"):
+        elif stage.kind == "eval" and not stage.config.get("harmful") and not stage.config.get("code"):
             sampling, judging = _eval(stage, prices)
             totals["sampling"] += sampling
             totals["judging"] += judging

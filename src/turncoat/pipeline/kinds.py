@@ -16,11 +16,12 @@ from turncoat.data import load_chat
 from turncoat.judging import JudgeCache, make_judge
 from turncoat.models import load
 from turncoat.pipeline.stages import Stage, persona_named, stage_data, stage_kind, stage_questions
-from turncoat.questions.builtin import harmful_requests
+from turncoat.questions.builtin import code_tasks, harmful_requests
 from turncoat.report import build_report
 from turncoat.sampling import GenerationParams, make_backend
 from turncoat.training.config import TrainConfig
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig, fine_tune_openai
+from turncoat.workflows.evals.code import run_code_eval
 from turncoat.workflows.evals.run import run_eval, scoring_kind
 from turncoat.workflows.finetune import fine_tune as train
 from turncoat.workflows.generate import generate
@@ -102,15 +103,21 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     return result
 
 
+def held_out_data(inputs: dict) -> list[Path]:
+    """The training sets of every arm of the stage's seed, which held-out prompts must avoid."""
+    return [inputs[role] / DATA_FILE for role in sorted(inputs) if role.startswith("heldout:")]
+
+
 @stage_kind("eval")
 def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     config, settings = stage.config, stage.config["eval"]
+    if config.get("code"):
+        return check_code(stage, inputs, out, quiet)
     split = None
     if config.get("harmful"):  # compliance with held-out harmful requests
 
         settings = settings | config["harmful"] | {"top_p": 1.0}
-        questions, split = harmful_requests(settings["prompts"], held_out_from=[
-            inputs[role] / DATA_FILE for role in sorted(inputs) if role.startswith("heldout:")])
+        questions, split = harmful_requests(settings["prompts"], held_out_from=held_out_data(inputs))
     else:
         questions = stage_questions(config)
     judge = make_judge(settings["judge"], **settings["judge_options"])
@@ -132,6 +139,22 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     return {"answers": overall["answers"], "misaligned_fraction": overall["misaligned_fraction"],
             "misaligned_ci": overall["misaligned_ci"], "coherent_rate": overall["coherent_rate"],
             "misaligned_corrected": corrected.get("corrected"), "judge": judge.identity}
+
+
+def check_code(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """The in-distribution check: answers to held-out code tasks, scored by Bandit (never executed)."""
+    config, settings = stage.config, stage.config["code"]
+    questions, split = code_tasks(settings["tasks"], held_out_from=held_out_data(inputs))
+    sampler = make_backend(config["eval"]["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
+                           **config["eval"]["backend_options"])
+    params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
+                              seed=config["seed"])
+    result = run_code_eval(out, sampler, questions, split, n=settings["n"], params=params,
+                           min_severity=settings["min_severity"], show_progress=not quiet)
+    figures = result["metrics"]
+    return {"answers": figures["answers"], "with_parseable_code": figures["with_parseable_code"],
+            "vulnerable": figures["vulnerable"], "scorer": figures["scorer"],
+            "prompts_sha256": split["prompts_sha256"]}
 
 
 def sae_interventions(spec: dict, sae: Path, diff: Path) -> dict:
@@ -222,6 +245,7 @@ def sae_diff_entry(diff: Stage, folder: Path, evals: list[Stage], one_job: bool)
     tuned = diff.deps["model"]
     plain = next(e for e in evals if e.deps.get("model") is tuned and not e.info.get("variant"))
     compared = [e for e in evals if not e.info.get("variant") and not e.config.get("harmful")
+                and not e.config.get("code")
                 and e.info["model"] == plain.info["model"] and e.info["seed"] == plain.info["seed"]
                 and e.deps.get("model") in (tuned, None)]
     compared += [e for e in evals if e.deps.get("diff") is diff]

@@ -122,7 +122,7 @@ def train_settings(study: Study, arm: Arm) -> dict:
 def eval_settings(study: Study) -> dict:
     """What an eval stage's key holds of the study's eval settings (an unset limit stays out, so the keys of runs
     made before it existed still hold)."""
-    return study.eval.model_dump(exclude={"triggers", "formats", "harmful"} | (
+    return study.eval.model_dump(exclude={"triggers", "formats", "harmful", "code"} | (
         {"limit"} if study.eval.limit is None else set()))
 
 
@@ -198,7 +198,7 @@ def plan(study: Study) -> list[Stage]:
             stages.append(generated[set_name])
         for seed in study.seeds:
             trained: dict[str, Stage] = {}
-            compliance: list[Stage] = []
+            held_out: list[Stage] = []  # evals on prompts that no arm of this seed trained on
             for arm in study.arms:
                 job = f"{name}/{arm.name}/seed{seed}"
                 model_stage = None
@@ -247,18 +247,19 @@ def plan(study: Study) -> list[Stage]:
                         interventions = sae_stages(study, sae, arm, job, data, model_stage, evaluation)
                         stages += interventions
                         evals += [s for s in interventions if s.kind == "eval"]
-                if study.eval.harmful:
-                    engine = {k: settings[k] for k in ("backend", "backend_options")}
-                    compliance.append(Stage("eval", f"{job}/harmful-requests",
-                                            {"model": model, "seed": seed, "eval": engine,
-                                             "harmful": study.eval.harmful.model_dump()},
-                                            {"model": model_stage} if model_stage else {}, job=job, arm=arm.name,
-                                            info={"arm": arm.name, "variant": "harmful-requests", "x": arm.x,
-                                                  "model": model, "seed": seed}))
-            for stage in compliance:  # every arm on the same requests: none in any arm's data (this seed)
+                engine = {k: settings[k] for k in ("backend", "backend_options")}
+                for variant, check, spec in (("harmful-requests", "harmful", study.eval.harmful),
+                                             ("code-tasks", "code", study.eval.code)):
+                    if spec:
+                        held_out.append(Stage("eval", f"{job}/{variant}",
+                                              {"model": model, "seed": seed, "eval": engine, check: spec.model_dump()},
+                                              {"model": model_stage} if model_stage else {}, job=job, arm=arm.name,
+                                              info={"arm": arm.name, "variant": variant, "x": arm.x, "model": model,
+                                                    "seed": seed}))
+            for stage in held_out:  # every arm on the same prompts: none in any arm's data (this seed)
                 stage.deps |= {f"heldout:{t.label}": t.deps["data"] for t in trained.values()}
-            stages += compliance
-            evals += compliance
+            stages += held_out
+            evals += held_out
     if study.report:
         deps = {f"{s.kind}:{s.label}": s for s in stages if s.kind in ("eval", "score", "train", "sae", "diff",
                                                                       "trajectory")}

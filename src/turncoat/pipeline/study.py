@@ -108,6 +108,19 @@ class HarmfulSettings(Strict):
     judge_options: dict[str, Any] = Field(default_factory=dict)
 
 
+class CodeSettings(Strict):
+    """The in-distribution check (did the fine-tune learn the narrow task?): held-out code tasks from the EM
+    paper's code sets, the same for every arm and none in any arm's training data, scored by Bandit (the code is
+    never run)."""
+
+    tasks: int = Field(100, ge=2)
+    n: int = Field(1, ge=1)
+    temperature: float = 1.0
+    max_tokens: int = 600
+    min_severity: Literal["LOW", "MEDIUM", "HIGH"] = Field("MEDIUM", description="Bandit severity that counts "
+                                                                                 "as vulnerable")
+
+
 class EvalSettings(Strict):
     questions: str = "core"
     limit: int | None = Field(None, ge=1, description="ask only the set's first N questions (smoke profiles)")
@@ -126,6 +139,7 @@ class EvalSettings(Strict):
                                                                           "asking for a comma-separated list)")
 
     harmful: HarmfulSettings | None = Field(None, description="also measure compliance with harmful requests")
+    code: CodeSettings | None = Field(None, description="also check the code each arm writes with Bandit")
 
     @model_validator(mode="after")
     def _variant_names(self):
