@@ -7,7 +7,7 @@ maximum length, so sampling and judging are upper bounds."""
 from __future__ import annotations
 
 from turncoat.core.provenance import endpoint_label
-from turncoat.pipeline.stages import Stage, stage_data, stage_questions
+from turncoat.pipeline.stages import Stage, held_out_check, stage_data, stage_questions
 from turncoat.questions.prompts import prompts_for, render
 from turncoat.sampling.openai_costs import Prices, chat_tokens
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig, estimate
@@ -67,7 +67,7 @@ def study_cost(stages: list[Stage], prices: Prices | None = None) -> dict | None
                 stage.config["train"].get("base_url")):
             cost = _training(stage, prices)
             totals["training"] += cost
-        elif stage.kind == "eval" and not stage.config.get("harmful") and not stage.config.get("code"):
+        elif stage.kind == "eval" and not held_out_check(stage):
             sampling, judging = _eval(stage, prices)
             totals["sampling"] += sampling
             totals["judging"] += judging

@@ -15,7 +15,14 @@ from turncoat.core.io import read_jsonl, write_jsonl
 from turncoat.data import load_chat
 from turncoat.judging import JudgeCache, make_judge
 from turncoat.models import load
-from turncoat.pipeline.stages import Stage, persona_named, stage_data, stage_kind, stage_questions
+from turncoat.pipeline.stages import (
+    Stage,
+    held_out_check,
+    persona_named,
+    stage_data,
+    stage_kind,
+    stage_questions,
+)
 from turncoat.questions.builtin import code_tasks, harmful_requests
 from turncoat.report import build_report
 from turncoat.sampling import GenerationParams, make_backend
@@ -103,6 +110,11 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     return result
 
 
+def model_spec(stage: Stage, inputs: dict) -> str:
+    """The model a stage uses: its training stage's output when it has one, else the study's model spec."""
+    return str(inputs["model"]) if "model" in inputs else stage.config["model"]
+
+
 def held_out_data(inputs: dict) -> list[Path]:
     """The training sets of every arm of the stage's seed, which held-out prompts must avoid."""
     return [inputs[role] / DATA_FILE for role in sorted(inputs) if role.startswith("heldout:")]
@@ -111,7 +123,7 @@ def held_out_data(inputs: dict) -> list[Path]:
 @stage_kind("eval")
 def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     config, settings = stage.config, stage.config["eval"]
-    if config.get("code"):
+    if held_out_check(stage) == "code":
         return check_code(stage, inputs, out, quiet)
     split = None
     if config.get("harmful"):  # compliance with held-out harmful requests
@@ -122,7 +134,7 @@ def evaluate(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         questions = stage_questions(config)
     judge = make_judge(settings["judge"], **settings["judge_options"])
     scoring_kind(questions, judge)  # refused before the model loads
-    sampler = make_backend(settings["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
+    sampler = make_backend(settings["backend"], model_spec(stage, inputs),
                            **settings["backend_options"])
     if config.get("sae"):
         intervene(sampler, **sae_interventions(config["sae"], inputs["sae"], inputs["diff"]))
@@ -145,8 +157,7 @@ def check_code(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """The in-distribution check: answers to held-out code tasks, scored by Bandit (never executed)."""
     config, settings = stage.config, stage.config["code"]
     questions, split = code_tasks(settings["tasks"], held_out_from=held_out_data(inputs))
-    sampler = make_backend(config["eval"]["backend"], str(inputs["model"]) if "model" in inputs else config["model"],
-                           **config["eval"]["backend_options"])
+    sampler = make_backend(config["eval"]["backend"], model_spec(stage, inputs), **config["eval"]["backend_options"])
     params = GenerationParams(max_new_tokens=settings["max_tokens"], temperature=settings["temperature"],
                               seed=config["seed"])
     result = run_code_eval(out, sampler, questions, split, n=settings["n"], params=params,
@@ -226,7 +237,7 @@ def score_answers(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     chats = answer_chats(records)
     direction = Direction.load(inputs["direction"] / DIRECTION_FILE)
     layer = pick_layer(direction, stage.config["layer"])
-    values = projections(load(str(inputs["model"]) if "model" in inputs else stage.config["model"]), direction,
+    values = projections(load(model_spec(stage, inputs)), direction,
                          chats, layer)
     write_jsonl(out / "projections.jsonl", ({"key": r["key"], "projection": float(v)}
                                             for r, v in zip(records, values, strict=True)))
@@ -244,8 +255,7 @@ def sae_diff_entry(diff: Stage, folder: Path, evals: list[Stage], one_job: bool)
     its top latents ablated, the base (same model and seed), and the base steered along its top latent."""
     tuned = diff.deps["model"]
     plain = next(e for e in evals if e.deps.get("model") is tuned and not e.info.get("variant"))
-    compared = [e for e in evals if not e.info.get("variant") and not e.config.get("harmful")
-                and not e.config.get("code")
+    compared = [e for e in evals if not e.info.get("variant")  # held-out checks and SAE variants are named ones
                 and e.info["model"] == plain.info["model"] and e.info["seed"] == plain.info["seed"]
                 and e.deps.get("model") in (tuned, None)]
     compared += [e for e in evals if e.deps.get("diff") is diff]

@@ -119,10 +119,19 @@ def train_settings(study: Study, arm: Arm) -> dict:
     return settings
 
 
+# evals on prompts that no arm of the seed trained on: (label variant, EvalSettings field and stage config key)
+HELD_OUT_CHECKS = (("harmful-requests", "harmful"), ("code-tasks", "code"))
+
+
+def held_out_check(stage: Stage) -> str | None:
+    """Which held-out check an eval stage runs (harmful-request compliance, Bandit on code tasks), if any."""
+    return next((check for _, check in HELD_OUT_CHECKS if stage.config.get(check)), None)
+
+
 def eval_settings(study: Study) -> dict:
     """What an eval stage's key holds of the study's eval settings (an unset limit stays out, so the keys of runs
     made before it existed still hold)."""
-    return study.eval.model_dump(exclude={"triggers", "formats", "harmful", "code"} | (
+    return study.eval.model_dump(exclude={"triggers", "formats", *(check for _, check in HELD_OUT_CHECKS)} | (
         {"limit"} if study.eval.limit is None else set()))
 
 
@@ -248,9 +257,8 @@ def plan(study: Study) -> list[Stage]:
                         stages += interventions
                         evals += [s for s in interventions if s.kind == "eval"]
                 engine = {k: settings[k] for k in ("backend", "backend_options")}
-                for variant, check, spec in (("harmful-requests", "harmful", study.eval.harmful),
-                                             ("code-tasks", "code", study.eval.code)):
-                    if spec:
+                for variant, check in HELD_OUT_CHECKS:
+                    if spec := getattr(study.eval, check):
                         held_out.append(Stage("eval", f"{job}/{variant}",
                                               {"model": model, "seed": seed, "eval": engine, check: spec.model_dump()},
                                               {"model": model_stage} if model_stage else {}, job=job, arm=arm.name,
