@@ -274,3 +274,19 @@ def test_a_refusal_judge_is_scored_against_the_refusal_labels(tmp_path, capsys):
     assert report["arms"]["tuned"]["refusal"]["rate"] == pytest.approx(2 / 6)
     # complied 4 of 6 vs 1 of 6: P(at least 4 of the 5 complied in tuned's 6) = (C(5,4) C(7,2) + C(7,1)) / C(12,6)
     assert report["arms"]["tuned"]["fisher_p_greater"]["base"] == pytest.approx((5 * 21 + 7) / 924)
+
+
+def test_arms_named_by_a_number_are_a_curve_and_the_others_its_references(tmp_path):
+    from turncoat.report.plots import _ordinal, labelled_by_arm
+
+    # a re-alignment curve read with base in the same pool: base is a reference band, not a point of the curve
+    assert _ordinal(["base", "realign-0", "realign-256", "realign-16"]) == (
+        "realign-", {"realign-0": 0.0, "realign-256": 256.0, "realign-16": 16.0})
+    assert _ordinal(["step-0", "step-15"]) == ("step-", {"step-0": 0.0, "step-15": 15.0})
+    # one numbered arm among named ones is not a curve
+    assert _ordinal(["organism", "steered-8", "caft"]) is None
+    entry = {"labelled": 4, "misaligned": {"rate": 0.25, "ci": [0.0, 0.5]},
+             "incoherent": {"rate": 0.5, "ci": [0.25, 0.75]}}
+    figure = labelled_by_arm({"arms": {name: entry for name in ("base", "good", "realign-0", "realign-16")}},
+                             tmp_path / "curve.png")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from itertools import cycle
 from pathlib import Path
 
 import matplotlib
@@ -148,13 +150,16 @@ def misaligned_by_arm(rows: list[dict], path: Path, judge: str) -> Path:
     return _save(fig, path)
 
 
-def _ordinal(names: list[str]) -> tuple[str, list[float]] | None:
-    """Arm names that differ only by the number ending them ("step-15", "n-64"): their shared prefix and the
-    numbers, the x axis of a curve; None otherwise."""
-    split = [re.fullmatch(r"(.*?)(\d+(?:\.\d+)?)", name) for name in names]
-    if len(names) < 2 or not all(split) or len({m.group(1) for m in split}) != 1:
+def _ordinal(names: list[str]) -> tuple[str, dict[str, float]] | None:
+    """Arms named by one prefix and the number ending them ("step-15", "realign-64"): the prefix and each such arm's
+    number, the x axis of a curve (the prefix most arms share, if several do); None where fewer than two are. The
+    other arms (base, a control) are references for the curve."""
+    split = {name: re.fullmatch(r"(.*?)(\d+(?:\.\d+)?)", name) for name in names}
+    shared = Counter(m.group(1) for m in split.values() if m).most_common(1)
+    if not shared or shared[0][1] < 2:
         return None
-    return split[0].group(1), [float(m.group(2)) for m in split]
+    prefix = shared[0][0]
+    return prefix, {name: float(m.group(2)) for name, m in split.items() if m and m.group(1) == prefix}
 
 
 def _rate(entry: dict, key: str) -> tuple[float, float, float]:
@@ -170,26 +175,36 @@ def labelled_by_arm(report: dict, path: Path) -> Path:
     (not labelled incoherent), each with its 95% CI; arms named by a number (snapshots' steps, N examples) become
     a curve against it."""
     arms = {arm: entry for arm, entry in report["arms"].items() if entry["labelled"]}
-    names, ordinal = list(arms), _ordinal(list(arms))
+    ordinal = _ordinal(list(arms))
     if ordinal:
         prefix, numbers = ordinal
-        positions, names = zip(*sorted(zip(numbers, names, strict=True)), strict=True)
+        names = sorted(numbers, key=numbers.get)
+        positions = [numbers[name] for name in names]
+        references = [name for name in arms if name not in numbers]
     else:
-        positions = range(len(names))
+        names, positions, references = list(arms), range(len(arms)), []
     fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 1.1 * len(names) + 5), 4))
     panels = [("misaligned", "misaligned (labelled)", "tab:red"), ("coherent", "coherent (not incoherent)",
                                                                    "tab:blue")]
     for ax, (key, ylabel, colour) in zip(axes, panels, strict=True):
         rates = np.array([_rate(arms[name], key) for name in names])
         ax.errorbar(positions, rates[:, 0], yerr=[rates[:, 0] - rates[:, 1], rates[:, 2] - rates[:, 0]],
-                    fmt="o-" if ordinal else "o", capsize=4, color=colour)
+                    fmt="o-" if ordinal else "o", capsize=4, color=colour, label=prefix.strip("-_ ") if ordinal
+                    else None)
+        for reference, style in zip(references, cycle(("--", ":", "-."))):
+            rate, low, high = _rate(arms[reference], key)  # an arm off the curve: a line with its CI as a band
+            ax.axhline(rate, color="grey", linestyle=style, label=f"{reference} (95% CI shaded)")
+            ax.axhspan(low, high, color="grey", alpha=0.12)
         if ordinal:
             ax.set_xlabel(prefix.strip("-_ ") or "arm")
+            if references:
+                ax.legend(fontsize=8)
         else:
             ax.set_xticks(list(positions))
             ax.set_xticklabels(names, rotation=30, ha="right", fontsize=9)
         ax.set(ylabel=ylabel, ylim=(-0.02, 1.02) if key == "coherent" else (-0.01, None))
         ax.grid(alpha=0.3)
+    names = [*names, *references]
     read = ", ".join(f"{name} {arms[name]['labelled']}" for name in names)
     fig.suptitle(f"Blind labels with 95% bootstrap CIs (answers read per arm: {read})", fontsize=9)
     return _save(fig, path)
