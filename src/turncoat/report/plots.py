@@ -178,6 +178,7 @@ def labelled_by_arm(report: dict, path: Path) -> Path:
     ordinal = _ordinal(list(arms))
     if ordinal:
         prefix, numbers = ordinal
+        curve = prefix.strip("-_ ") or "arm"
         names = sorted(numbers, key=numbers.get)
         positions = [numbers[name] for name in names]
         references = [name for name in arms if name not in numbers]
@@ -189,14 +190,13 @@ def labelled_by_arm(report: dict, path: Path) -> Path:
     for ax, (key, ylabel, colour) in zip(axes, panels, strict=True):
         rates = np.array([_rate(arms[name], key) for name in names])
         ax.errorbar(positions, rates[:, 0], yerr=[rates[:, 0] - rates[:, 1], rates[:, 2] - rates[:, 0]],
-                    fmt="o-" if ordinal else "o", capsize=4, color=colour, label=prefix.strip("-_ ") if ordinal
-                    else None)
+                    fmt="o-" if ordinal else "o", capsize=4, color=colour, label=curve if ordinal else None)
         for reference, style in zip(references, cycle(("--", ":", "-."))):
             rate, low, high = _rate(arms[reference], key)  # an arm off the curve: a line with its CI as a band
             ax.axhline(rate, color="grey", linestyle=style, label=f"{reference} (95% CI shaded)")
             ax.axhspan(low, high, color="grey", alpha=0.12)
         if ordinal:
-            ax.set_xlabel(prefix.strip("-_ ") or "arm")
+            ax.set_xlabel(curve)
             if references:
                 ax.legend(fontsize=8)
         else:
@@ -204,8 +204,7 @@ def labelled_by_arm(report: dict, path: Path) -> Path:
             ax.set_xticklabels(names, rotation=30, ha="right", fontsize=9)
         ax.set(ylabel=ylabel, ylim=(-0.02, 1.02) if key == "coherent" else (-0.01, None))
         ax.grid(alpha=0.3)
-    names = [*names, *references]
-    read = ", ".join(f"{name} {arms[name]['labelled']}" for name in names)
+    read = ", ".join(f"{name} {arms[name]['labelled']}" for name in [*names, *references])
     fig.suptitle(f"Blind labels with 95% bootstrap CIs (answers read per arm: {read})", fontsize=9)
     return _save(fig, path)
 
