@@ -148,8 +148,8 @@ def trajectory_stage(study: Study, model_stage: Stage, direction: Stage | None, 
 
 def sae_settings(study: Study) -> dict:
     """What the study's SAE trains on and how (its corpus by content, so an edited file retrains it)."""
-    settings = study.sae.model_dump(exclude={"top", "snippets", "questions", "max_tokens", "ablate_top",
-                                             "steer_alphas"})
+    settings = study.sae.model_dump(exclude={"top", "snippets", "questions", "question_limit", "max_tokens",
+                                             "ablate_top", "steer_alphas"})
     if settings["data"] is None:  # every arm's training set (generated ones are not known before they are made)
         settings["data"] = list(dict.fromkeys(a.data for a in study.arms if a.data and a.data not in study.generate))
     return settings | {"fingerprints": [data_fingerprint(d) for d in settings["data"]]}
@@ -162,7 +162,7 @@ def sae_stages(study: Study, sae: Stage, arm: Arm, job: str, data: Stage, model_
     settings = study.sae
     model, seed = evaluation.config["model"], evaluation.config["seed"]
     diff = Stage("diff", job, {"base": model, "questions": settings.questions or study.eval.questions,
-                               "limit": study.eval.limit,
+                               "limit": settings.question_limit or study.eval.limit,
                                "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets},
                  {"sae": sae, "model": model_stage, "data": data}, job=job, arm=arm.name, info={"arm": arm.name})
     stages = [diff]

@@ -210,6 +210,8 @@ class SAESettings(Strict):
     snippets: int = Field(5, ge=1, description="top-activating snippets per latent")
     questions: str | None = Field(None, description="what both models answer for the diff (greedy, first paraphrase "
                                                     "each; eval.limit applies); default: eval.questions")
+    question_limit: int | None = Field(None, ge=1, description="first N diff questions (default: eval.limit), so "
+                                       "the diff can read a whole set other than the one the evals sample")
     max_tokens: int = Field(96, ge=1, description="tokens per diff answer")
     ablate_top: list[int] = Field(default_factory=lambda: [1, 5, 10], description="evaluate each fine-tune with its "
                                   "top k latents projected out, for each k")
