@@ -328,6 +328,20 @@ def test_the_realignment_recipe_gives_every_n_the_same_optimiser_steps(shared_da
         assert all(s["max_steps"] - s["warmup_steps"] >= 10 for s in settings), (profile, settings)
 
 
+def test_the_sae_diff_can_read_a_whole_question_set_the_evals_do_not_sample(tmp_path, shared_data):
+    """#26 on the 0.5B: the evals sample the first 8 em-first-plot questions (eval.limit), the diff ranks latents on
+    all 48 preregistered ones; `sae.question_limit` sets the diff's count alone, and the SAE's key does not move."""
+    recipe = Path(__file__).parent.parent / "studies" / "sae-0.5b-financial.yaml"
+    raw = yaml.safe_load(recipe.read_text())
+    raw["sae"].pop("question_limit")
+    stages, unset = (plan(load_study(path)) for path in (recipe, _write(tmp_path / "s.yaml", yaml.safe_dump(raw))))
+    diff, diff_unset = (next(s for s in found if s.kind == "diff") for found in (stages, unset))
+    assert diff.config["questions"] == "em-preregistered" and diff.config["limit"] == 48
+    assert diff_unset.config["limit"] == 8  # eval.limit, as before the field existed
+    sae, sae_unset = (next(s for s in found if s.kind == "sae") for found in (stages, unset))
+    assert sae.key == sae_unset.key and diff.key != diff_unset.key
+
+
 def test_a_trajectory_judged_by_openai_is_priced_per_snapshot(shared_data):
     """The interventions recipe with a paid judge: each trajectory stage costs its snapshots (steps 0, 4, 8, 12 of
     the cpu profile's 12 steps) times one snapshot's judging; a dry run shows it before anything is paid for."""
