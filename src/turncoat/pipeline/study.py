@@ -209,7 +209,7 @@ class SAESettings(Strict):
     top: int = Field(10, ge=1, description="latents shown and explained per fine-tune")
     snippets: int = Field(5, ge=1, description="top-activating snippets per latent")
     questions: str | None = Field(None, description="what both models answer for the diff (greedy, first paraphrase "
-                                                    "each; eval.limit applies); default: eval.questions")
+                                                    "each; cut at question_limit); default: eval.questions")
     question_limit: int | None = Field(None, ge=1, description="first N diff questions (default: eval.limit), so "
                                        "the diff can read a whole set other than the one the evals sample")
     max_tokens: int = Field(96, ge=1, description="tokens per diff answer")
