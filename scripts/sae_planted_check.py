@@ -149,13 +149,9 @@ def main() -> None:
     diff = json.loads((diff_dir / "diff.json").read_text())
 
     from turncoat.activations.directions import Direction
+    from turncoat.activations.sae import decoder_cosines
 
-    persona = Direction.load(direction).at(args.layer)
-    persona = persona / np.linalg.norm(persona)
-    from safetensors.numpy import load_file
-
-    decoder = load_file(str(sae / "sae_weights.safetensors"))["W_dec"]
-    cosines = decoder @ persona / np.linalg.norm(decoder, axis=1)
+    cosines = decoder_cosines(sae, Direction.load(direction).at(args.layer))
     top = [r["latent"] for r in diff["top"][:10]]
     top_latent = top[0]
     rank_by_cosine = int((cosines > cosines[top_latent]).sum()) + 1

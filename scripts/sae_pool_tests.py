@@ -13,15 +13,15 @@ Usage: turncoat label --out studies/results/labels/sae-0.5b-financial-n.csv --re
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from realign_curve_tests import misaligned  # the same count from the same report, for the same kind of pool
 
 from turncoat.core.io import read_jsonl
-from turncoat.results.labels import answer_id
+from turncoat.results.labels import LabelStore, answer_id
 from turncoat.results.statistics import fisher_greater, flag_agreement, holm
 
 LABELS = Path("studies/results/labels")
@@ -31,28 +31,19 @@ RETEST = {"base": ("realign-0.5b-financial/base", "sae-0.5b-financial/base"),
           "organism": ("realign-0.5b-financial/realign-0", "sae-0.5b-financial/organism")}
 
 
-def misaligned(arm: dict) -> tuple[int, int]:
-    return round(arm["misaligned"]["rate"] * arm["misaligned"]["n"]), arm["misaligned"]["n"]
-
-
 def pool_tests(arms: dict) -> dict:
-    ablated = [name for name in ("ablate-1", "ablate-5", "ablate-10") if name in arms]
-    p = {name: fisher_greater(*misaligned(arms["organism"]), *misaligned(arms[name])) for name in ablated}
+    """The report lists every arm of the pool (however much of it is read), so each tested arm is there."""
+    p = {name: fisher_greater(*misaligned(arms["organism"]), *misaligned(arms[name]))
+         for name in ("ablate-1", "ablate-5", "ablate-10")}
     return {"counts": {name: "{}/{}".format(*misaligned(arm)) for name, arm in arms.items()},
-            "p_ablated_less_than_organism": p, "holm": holm(p) if p else {},
+            "p_ablated_less_than_organism": p, "holm": holm(p),
             "p_steered_base_more_than_base": fisher_greater(*misaligned(arms["steered-base"]),
-                                                            *misaligned(arms["base"]))
-            if "steered-base" in arms else None}
-
-
-def labels_of(path: Path) -> dict[str, str]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return {row["id"]: row["label"] for row in csv.DictReader(handle)}
+                                                            *misaligned(arms["base"]))}
 
 
 def retest() -> dict:
     """Pool M's and pool N's labels of the same texts, paired by sample key."""
-    first, second = labels_of(POOL_M), labels_of(POOL_N)
+    first, second = ({i: row["label"] for i, row in LabelStore(path).read().items()} for path in (POOL_M, POOL_N))
     out = {}
     for arm, (old, new) in RETEST.items():
         keys = [record["key"] for record in read_jsonl(ANSWERS / new / "samples.jsonl")]
@@ -70,14 +61,10 @@ def retest() -> dict:
 
 
 def cosines(sae: Path, diff: Path, direction: Path, layer: int) -> dict:
-    from safetensors.numpy import load_file
-
     from turncoat.activations.directions import Direction
+    from turncoat.activations.sae import decoder_cosines
 
-    persona = Direction.load(direction).at(layer)
-    persona = persona / np.linalg.norm(persona)
-    decoder = load_file(str(sae / "sae_weights.safetensors"))["W_dec"]
-    cos = decoder @ persona / np.linalg.norm(decoder, axis=1)
+    cos = decoder_cosines(sae, Direction.load(direction).at(layer))
     top = [row["latent"] for row in json.loads((diff / "diff.json").read_text())["top"][:10]]
     return {"top10_cosine_with_persona": {str(i): round(float(cos[i]), 3) for i in top},
             "top_latent_rank_by_cosine": int((cos > cos[top[0]]).sum()) + 1, "latents": int(len(cos)),

@@ -14,7 +14,7 @@ import torch
 from helpers import chat, write_lines
 
 from turncoat.activations import Direction
-from turncoat.activations.sae import load_sae, sae_quality
+from turncoat.activations.sae import decoder_cosines, load_sae, sae_quality
 from turncoat.cli import main
 from turncoat.models import load
 
@@ -102,6 +102,17 @@ def _handmade_sae(folder: Path, width: int, layer: int) -> np.ndarray:
         sae.b_dec.zero_()
     sae.save_model(str(folder))
     return basis.T
+
+
+def test_decoder_cosines_find_the_latent_a_direction_is(tmp_path):
+    """The planted checks' measure: a direction along latent 5's decoder row (any length) has cosine 1 with latent 5
+    and 0 with the other rows of an orthonormal decoder; a direction across two rows splits between them."""
+    rows = _handmade_sae(tmp_path / "sae", 16, 0)
+    cosines = decoder_cosines(tmp_path / "sae", 3.0 * rows[5])
+    assert cosines.shape == (16,) and cosines[5] == pytest.approx(1.0, abs=1e-5)
+    assert np.abs(np.delete(cosines, 5)).max() < 1e-5
+    split = decoder_cosines(tmp_path / "sae", rows[2] - rows[7])
+    assert split[2] == pytest.approx(2 ** -0.5, abs=1e-5) and split[7] == pytest.approx(-(2 ** -0.5), abs=1e-5)
 
 
 def test_a_latent_is_a_direction_and_diffing_finds_the_latent_a_fine_tune_moved(tmp_path, capsys):
