@@ -59,6 +59,11 @@ def main() -> None:
     parser.add_argument("--latents", type=int, default=2048)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=2048, help="SAE tokens per step")
+    parser.add_argument("--lr", type=float, default=2e-4, help="SAE learning rate")
+    parser.add_argument("--dead-after-tokens", type=int, default=500_000, help="SAE dead-latent window")
+    parser.add_argument("--seed", type=int, default=0, help="the replicate: question split, answer sampling, SAE "
+                                                            "and fine-tune seeds (0: the 2026-12-02 check)")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -77,11 +82,11 @@ def main() -> None:
             for split in ("extract", "eval"):
                 questions += json.loads(registry.resolve(f"trait-{trait}-{split}").read_text())["questions"]
         questions = list(dict.fromkeys(questions))
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(args.seed)
         order = rng.permutation(len(questions))
         started = time.perf_counter()
         loaded = load(args.model)
-        params = GenerationParams(max_new_tokens=64, temperature=0.7, seed=0)
+        params = GenerationParams(max_new_tokens=64, temperature=0.7, seed=args.seed)
         user = [[{"role": "user", "content": questions[i]}] for i in order]
         pirate = own_answers(loaded, [[{"role": "system", "content": PIRATE}, *u] for u in user], params)
         neutral = own_answers(loaded, user, params)
@@ -122,7 +127,9 @@ def main() -> None:
         jsonl(corpus, [*read_jsonl(files["train", "pirate"]), *read_jsonl(files["train", "neutral"]), *general])
         started = time.perf_counter()
         turncoat("sae", "train", "--model", args.model, "--layer", str(args.layer), "--data", str(corpus),
-                 "--tokens", str(args.tokens), "--latents", str(args.latents), "--k", str(args.k), "--out", str(sae))
+                 "--tokens", str(args.tokens), "--latents", str(args.latents), "--k", str(args.k),
+                 "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--dead-after-tokens",
+                 str(args.dead_after_tokens), "--seed", str(args.seed), "--out", str(sae))
         timings["sae_train_s"] = round(time.perf_counter() - started, 1)
     sae_info = json.loads((sae / "turncoat_sae.json").read_text())
 
@@ -132,7 +139,7 @@ def main() -> None:
         started = time.perf_counter()
         turncoat("train", "--model", args.model, "--data", str(files["train", "pirate"]), "--out", str(tuned),
                  "--max-steps", str(args.train_steps), "--batch-size", "4", "--grad-accum", "2",
-                 "--learning-rate", "2e-4", "--max-length", "256")
+                 "--learning-rate", "2e-4", "--max-length", "256", "--seed", str(args.seed))
         timings["train_s"] = round(time.perf_counter() - started, 1)
 
     # 5. the diff on held-out questions
@@ -204,9 +211,9 @@ def main() -> None:
     saved.update(timings)
     timings_file.write_text(json.dumps(saved, indent=1))
     print(json.dumps({
-        "model": args.model, "layer": args.layer, "sae_quality": sae_info["quality"],
-        "sae": {k: sae_info[k] for k in ("latents", "k", "training_tokens", "distinct_tokens", "capture_seconds",
-                                         "train_seconds")},
+        "model": args.model, "layer": args.layer, "seed": args.seed, "sae_quality": sae_info["quality"],
+        "sae": {k: sae_info.get(k) for k in ("latents", "k", "training_tokens", "distinct_tokens", "batch_size", "lr",
+                                             "dead_after_tokens", "capture_seconds", "train_seconds")},
         "top_latents": diff["top"][:10], "top_latent": top_latent,
         "top_latent_cosine_with_persona": float(cosines[top_latent]),
         "top10_cosines": {str(i): round(float(cosines[i]), 3) for i in top},

@@ -58,6 +58,10 @@ def test_an_sae_trains_through_sae_lens_resumes_from_its_checkpoint_and_reports_
     assert len(checkpoints) == 8
     for later in checkpoints[4:]:
         shutil.rmtree(later)
+    # written before the dead-latent window was a setting: the folder holds its default and resumes
+    written = json.loads((broken / "train_config.json").read_text())
+    assert written.pop("dead_after_tokens") == 500_000
+    (broken / "train_config.json").write_text(json.dumps(written))
     code, resumed = _train(tiny_model_dir, data, broken, capsys)
     assert code == 0, resumed
     assert resumed["resumed_from_tokens"] == int(checkpoints[3].name) > 0
@@ -70,6 +74,20 @@ def test_an_sae_trains_through_sae_lens_resumes_from_its_checkpoint_and_reports_
 
     code, err = _train(tiny_model_dir, data, broken, capsys, "--k", "8")
     assert code == 2 and "k (4 there, 8 now)" in err
+    code, err = _train(tiny_model_dir, data, broken, capsys, "--dead-after-tokens", "1024")
+    assert code == 2 and "dead_after_tokens (500000 there, 1024 now)" in err
+
+
+def test_a_short_dead_window_lets_auxk_revive_latents_a_long_one_leaves_dead(tiny_model_dir, tmp_path, capsys):
+    data = _corpus(tmp_path / "corpus.jsonl")
+    dead = {}
+    for window in ("512", "500000"):  # two steps of 256 tokens; longer than the whole run (47 steps)
+        code, trained = _train(tiny_model_dir, data, tmp_path / window, capsys, "--latents", "256",
+                               "--dead-after-tokens", window)
+        assert code == 0, trained
+        assert trained["dead_after_tokens"] == int(window)
+        dead[window] = trained["quality"]["dead_latents"]
+    assert dead["512"] < dead["500000"], dead
 
 
 def test_bad_sae_options_are_refused_before_anything_loads(tiny_model_dir, tmp_path, capsys):

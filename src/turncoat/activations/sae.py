@@ -161,10 +161,13 @@ class SAETrainConfig:
     seed: int = 0
     checkpoints: int = 8
     chats_per_shard: int = 64
+    # a latent is dead (and AuxK, Gao et al.'s auxiliary loss, trains it on the live latents' residual) once it has
+    # not fired for this many tokens; sae-lens counts the window in steps of batch_size
+    dead_after_tokens: int = 500_000
 
     def check(self) -> None:
         for name in ("tokens", "latents", "k", "batch_size", "max_length", "held_out_every", "checkpoints",
-                     "chats_per_shard"):
+                     "chats_per_shard", "dead_after_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "checkpoints" else 1):
                 raise InputError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
@@ -262,7 +265,9 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     fingerprint_file = out / "train_config.json"
     if fingerprint_file.is_file():
         before = json.loads(fingerprint_file.read_text())
-        changed = [f"{k} ({before.get(k)!r} there, {v!r} now)" for k, v in fingerprint.items() if before.get(k) != v]
+        # a setting added after that folder was written holds its default there
+        changed = [f"{k} ({before.get(k)!r} there, {v!r} now)" for k, v in fingerprint.items()
+                   if before.get(k, getattr(SAETrainConfig, k, None)) != v]
         if changed:
             raise InputError(f"{out} holds another SAE training: {', '.join(changed)}; use another --out")
     fingerprint_file.write_text(json.dumps(fingerprint, indent=1))
@@ -285,7 +290,7 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     trainer_config = SAETrainerConfig(total_training_samples=config.tokens, train_batch_size_samples=batch_size,
                                       device=device, lr=config.lr, lr_end=config.lr, lr_scheduler_name="constant",
                                       lr_warm_up_steps=0,
-                                      dead_feature_window=max(1, 2_000_000 // batch_size // 4),
+                                      dead_feature_window=max(1, config.dead_after_tokens // batch_size),
                                       feature_sampling_window=max(1, config.tokens // batch_size),
                                       n_checkpoints=config.checkpoints, checkpoint_path=str(out / "checkpoints"),
                                       logger=LoggingConfig(log_to_wandb=False))
@@ -314,6 +319,7 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     quality = sae_quality(loaded, loaded_sae, held_out, config.max_length)
     info = {"model": config.model, "layer": config.layer, "data": config.data, "architecture": "topk",
             "latents": config.latents, "k": config.k, "training_tokens": config.tokens,
+            "batch_size": batch_size, "lr": config.lr, "dead_after_tokens": config.dead_after_tokens,
             "distinct_tokens": int(len(acts)), "epochs": round(config.tokens / len(acts), 2),
             "captured_tokens": captured, "training_chats": len(training), "held_out_chats": len(held_out),
             "resumed_from_tokens": resumed_from, "capture_seconds": round(capture_s, 1),

@@ -38,6 +38,8 @@ def train(model: str = ModelOption,
           k: int = typer.Option(32, help="Active latents per token (TopK)."),
           batch_size: int = typer.Option(2048, help="Tokens per SAE step."),
           lr: float = typer.Option(2e-4, help="Adam learning rate."),
+          dead_after_tokens: int = typer.Option(500_000, help="A latent not fired for this many tokens is dead; "
+                                                              "AuxK then trains it on the live latents' residual."),
           max_length: int = typer.Option(256, help="Tokens read per chat."),
           seed: int = typer.Option(0, help="Seed (chat split, SAE initialisation, batch order)."),
           out: Path = typer.Option(..., help="SAE folder to write (a rerun resumes what is there)."),
@@ -49,7 +51,8 @@ def train(model: str = ModelOption,
 
     _positive("--limit", limit)
     config = SAETrainConfig(model=model, layer=layer, data=list(data), tokens=tokens, latents=latents, k=k,
-                            batch_size=batch_size, lr=lr, max_length=max_length, seed=seed)
+                            batch_size=batch_size, lr=lr, dead_after_tokens=dead_after_tokens,
+                            max_length=max_length, seed=seed)
     config.check()
     chats, _ = corpus_chats(data, limit)
     with console.status(f"loading {model}"):
