@@ -156,10 +156,20 @@ def main() -> None:
     diff = json.loads((diff_dir / "diff.json").read_text())
 
     from turncoat.activations.directions import Direction
-    from turncoat.activations.sae import decoder_cosines
+    from turncoat.activations.sae import decoder_cosines, decoder_matrix
 
-    cosines = decoder_cosines(sae, Direction.load(direction).at(args.layer))
+    persona = Direction.load(direction).at(args.layer)
+    cosines = decoder_cosines(sae, persona)
     top = [r["latent"] for r in diff["top"][:10]]
+    # read after the 2026-12-07 confirmation (not part of the target): how much of the persona direction the top k
+    # latents hold together, as the span of their decoder rows and as their decoder rows weighted by their shifts
+    decoder, unit = decoder_matrix(sae), persona / np.linalg.norm(persona)
+    together = {}
+    for k in (1, 3, 5, 10):
+        basis, _ = np.linalg.qr(decoder[top[:k]].T)
+        weighted = sum(r["shift"] * decoder[r["latent"]] for r in diff["top"][:k])
+        together[str(k)] = {"span_cosine": round(float(np.linalg.norm(basis.T @ unit)), 3),
+                            "shift_weighted_cosine": round(float(weighted @ unit / np.linalg.norm(weighted)), 3)}
     top_latent = top[0]
     rank_by_cosine = int((cosines > cosines[top_latent]).sum()) + 1
 
@@ -219,6 +229,7 @@ def main() -> None:
         "top10_cosines": {str(i): round(float(cosines[i]), 3) for i in top},
         "top_latent_rank_by_cosine": rank_by_cosine, "latents": int(len(cosines)),
         "best_cosine_any_latent": float(cosines.max()), "median_abs_cosine": float(np.median(np.abs(cosines))),
+        "top_k_latents_together": together,
         "top_latent_snippets_from_pirate_answers": pirate_share, "snippets_read": len(snippets),
         "answers_with_pirate_words": worded, "causal_pirate_word_rate": causal, "timings_s": saved,
         "target_met": bool(cosines[top_latent] >= 0.5)}, indent=1))

@@ -87,13 +87,18 @@ def latent_direction(spec: str) -> Direction:
                                        "best_layer": layer, "model": (config.get("metadata") or {}).get("model_name")})
 
 
-def decoder_cosines(path: str | Path, vector: np.ndarray) -> np.ndarray:
-    """Every latent's decoder row's cosine with a direction's vector at the SAE's layer (which latent is a known
-    direction, and how far above chance: a random unit vector's |cos| is about 1/sqrt(width))."""
+def decoder_matrix(path: str | Path) -> np.ndarray:
+    """The SAE's decoder, one row per latent (latents x width), read without loading sae-lens."""
     from safetensors import safe_open
 
     with safe_open(str(Path(path) / SAE_WEIGHTS), framework="pt") as handle:
-        decoder = handle.get_tensor("W_dec").float().numpy()
+        return handle.get_tensor("W_dec").float().numpy()
+
+
+def decoder_cosines(path: str | Path, vector: np.ndarray) -> np.ndarray:
+    """Every latent's decoder row's cosine with a direction's vector at the SAE's layer (which latent is a known
+    direction, and how far above chance: a random unit vector's |cos| is about 1/sqrt(width))."""
+    decoder = decoder_matrix(path)
     unit = np.asarray(vector, dtype=np.float32) / np.linalg.norm(vector)
     return decoder @ unit / np.linalg.norm(decoder, axis=1)
 
