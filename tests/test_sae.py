@@ -92,6 +92,21 @@ def test_the_dead_latent_window_reaches_sae_lens_trainer(tiny_model_dir, tmp_pat
     assert dead["512"] > 0 and dead["500000"] == 0, dead
 
 
+def test_bad_sae_options_are_refused_before_anything_loads(tiny_model_dir, tmp_path, capsys):
+    data = _corpus(tmp_path / "corpus.jsonl", 4)
+    for flag, value, said in (("--k", "100", "more active latents"), ("--tokens", "0", "--tokens 0"),
+                              ("--lr", "nan", "--lr nan"),
+                              ("--dead-after-tokens", "0", "--dead-after-tokens 0")):
+        code, err = _train(tiny_model_dir, data, tmp_path / "x", capsys, flag, value)
+        assert code == 2 and said in err, err
+    assert not (tmp_path / "x").exists()
+    code, err = _train(tiny_model_dir, data, tmp_path / "y", capsys, "--layer", "5")
+    assert code == 2 and "blocks 0..1" in err
+    assert main(["sae", "diff", "--base", str(tiny_model_dir), "--tuned", str(tiny_model_dir), "--sae",
+                 str(tmp_path), "--out", str(tmp_path / "d")]) == 2
+    assert "not an SAE folder" in capsys.readouterr().err
+
+
 def _handmade_sae(folder: Path, width: int, layer: int) -> np.ndarray:
     """A real sae-lens TopK SAE whose latents are an orthonormal basis (encoder = decoder transposed): latent j reads
     exactly the residual stream's component along its decoder row, so a shift along row j raises latent j only."""
