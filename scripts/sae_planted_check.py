@@ -15,6 +15,8 @@ fine-tune of the default model and see whether `turncoat sae diff` finds it.
 Every step writes its result into --out and is skipped on a rerun (resumable). Prints one JSON object.
 
     python scripts/sae_planted_check.py --out runs/sae-planted
+    python scripts/sae_planted_check.py --out runs/sae-planted-seed1 --seed 1 --tokens 2400000 --latents 2048 \
+        --k 32 --batch-size 512 --lr 2e-4 --dead-after-tokens 240000      (the planned confirmation, 2026-12-07)
 """
 
 from __future__ import annotations
