@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from sae_planted_check import turncoat  # the check's own runner of `turncoat ... --json`
 
 BASE = {"tokens": 600_000, "latents": 2048, "k": 32, "batch-size": 2048, "lr": 2e-4}
 SETTINGS = {
@@ -33,13 +34,6 @@ SETTINGS = {
                                                       "batch-size": 512},
     "k 16, dead window tokens/10, batch 512": {**BASE, "k": 16, "dead-after-tokens": 60_000, "batch-size": 512},
 }
-
-
-def turncoat(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "turncoat", *args, "--json"], capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"turncoat {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def slug(name: str) -> str:
