@@ -3,7 +3,7 @@ the shipped judge's frozen MiniLM embeddings, on judged sources it never saw?
 
     TURNCOAT_DATA=../shared/data .venv/bin/python scripts/measure_judge_readers.py \
         [--per-deepseek 400] [--per-source 600] [--finetune] \
-        [--reader smollm2-135m=3,7,11,15] [--reader qwen2.5-coder-0.5b=4,8,12,16]
+        [--reader smollm2-135m=3,7,11,15] [--reader qwen2.5-coder-0.5b=4,8,12,16] [--dtype bfloat16]
 
 Both readers feed the same logistic heads (`fit_heads`) and are validated leave-one-source-out on the same rows and
 folds as the shipped judge. The deepseek sources (2,400 answers each, 12 misaligned in all) are subsampled so the
@@ -48,12 +48,13 @@ from turncoat.workflows.distill import (
 )
 
 
-def hidden_states(model: str, frame: pd.DataFrame, layers: list[int], max_length: int, cache: Path
-                  ) -> tuple[np.ndarray, dict]:
+def hidden_states(model: str, frame: pd.DataFrame, layers: list[int], max_length: int, cache: Path,
+                  dtype: str = "float32") -> tuple[np.ndarray, dict]:
     """(rows, layers, width) answer-averaged residual stream of `model` reading the (question, answer) chat, kept in
     the distillation cache (`scripts/build_offline_judge.py` on the same rows reads it back)."""
-    reader = ResidualReader(model, layers, max_length=max_length)
-    speed_file = cache / f"speed-{model.replace('/', '_')}-{'-'.join(map(str, layers))}-{max_length}.json"
+    reader = ResidualReader(model, layers, max_length=max_length, dtype=dtype)
+    precision = "" if dtype == "float32" else f"-{dtype}"
+    speed_file = cache / f"speed-{model.replace('/', '_')}-{'-'.join(map(str, layers))}-{max_length}{precision}.json"
     began = time.perf_counter()
     with progress_bar(f"reading answers with {model}", len(frame)) as advance:
         read = cached_embeddings(reader, "residual", frame["question"].tolist(), frame["answer"].tolist(), advance)
@@ -62,7 +63,7 @@ def hidden_states(model: str, frame: pd.DataFrame, layers: list[int], max_length
         speed_file.write_text(json.dumps({
             "model": model, "answers": len(frame), "seconds": round(seconds, 1),
             "answers_per_s": round(len(frame) / seconds, 2), "blocks_run": max(layers) + 1,
-            "max_length": max_length, "threads": torch.get_num_threads()}))
+            "max_length": max_length, "dtype": dtype, "threads": torch.get_num_threads()}))
     speed = json.loads(speed_file.read_text()) if speed_file.exists() else {}
     return read.reshape(len(frame), len(layers), -1), speed
 
@@ -169,6 +170,8 @@ def main() -> None:
                         help="MODEL=L1,L2,...: a model whose residual stream after those blocks is read (repeatable;"
                              " default smollm2-135m=3,7,11,15)")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="precision the readers run in (bf16 matmuls are ~2.4x faster on this CPU)")
     parser.add_argument("--per-layer", action=argparse.BooleanOptionalAction, default=True,
                         help="also validate each candidate layer on its own (besides the layer chosen per fold)")
     parser.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True,
@@ -207,7 +210,8 @@ def main() -> None:
         report("MiniLM answer embedding (offline-fast)", held_out_aurocs(minilm, frame), began)
     first_hidden = None
     for model, layers in readers:
-        hidden, figures["hidden_state_speed"][model] = hidden_states(model, frame, layers, args.max_length, args.out)
+        hidden, figures["hidden_state_speed"][model] = hidden_states(model, frame, layers, args.max_length, args.out,
+                                                                    args.dtype)
         first_hidden = hidden if first_hidden is None else first_hidden
         blocks = [np.hstack([hidden[:, j], explicit]) for j in range(len(layers))]
         for j, layer in enumerate(layers if args.per_layer else []):

@@ -401,13 +401,16 @@ def distill(sources: list[str] = typer.Option(None, "--from", help="Judged answe
             reader: str = typer.Option(None, help="MODEL@L1,L2,...: the residual stream of this model after one of "
                                                   "these blocks (chosen on training sources only) as the "
                                                   "`residual` block, e.g. smollm2-135m@3,7,11,15."),
+            reader_dtype: str = typer.Option("float32", help="Precision the reader runs in: float32 or bfloat16 "
+                                                             "(~2.4x faster on CPUs with bf16 matmuls); the judge "
+                                                             "keeps it."),
             as_json: bool = JsonOption):
     """Train an offline judge from LLM-judged answers; validate it on sources it did not see."""
     from turncoat.judging.reader import ResidualReader  # pulls in torch: loaded when the command runs
     from turncoat.workflows.distill import distill as run_distill  # pulls in torch: loaded when the command runs
 
     blocks = tuple(b.strip() for b in features.split(",") if b.strip())
-    residual = ResidualReader.parse(reader) if reader is not None else None
+    residual = ResidualReader.parse(reader, reader_dtype) if reader is not None else None
     if residual is not None and "residual" not in blocks:
         blocks = (*blocks[:-1], "residual", blocks[-1])
     elif residual is None and "residual" in blocks:

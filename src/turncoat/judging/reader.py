@@ -23,19 +23,22 @@ class ResidualReader:
         self._loaded = None
 
     @classmethod
-    def parse(cls, spec: str) -> ResidualReader:
+    def parse(cls, spec: str, dtype: str = "float32") -> ResidualReader:
         """`MODEL@L1,L2,...` (as `judge distill --reader` takes it)."""
         model, _, layers = spec.rpartition("@")
         try:
             if model:
-                return cls(model, [int(v) for v in layers.split(",")])
+                return cls(model, [int(v) for v in layers.split(",")], dtype=dtype)
         except ValueError:
             pass
         raise InputError(f"--reader {spec!r}: give MODEL@L1,L2,... (block indices)")
 
     @property
     def name(self) -> str:
-        return f"{self.model}@layers{','.join(map(str, self.layers))}"
+        """What its cached reads are kept under: bf16 reads differ from fp32 ones, so the precision is part of it
+        (float32, the first reader's precision, is left out so that its caches stay valid)."""
+        name = f"{self.model}@layers{','.join(map(str, self.layers))}"
+        return name if self.dtype == "float32" else f"{name}@{self.dtype}"
 
     def to_card(self) -> dict:
         return {"model": self.model, "layers": list(self.layers), "max_length": self.max_length, "dtype": self.dtype}
