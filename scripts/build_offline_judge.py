@@ -1,7 +1,7 @@
 """Rebuild the shipped offline judges from the shared judged sets.
 
     TURNCOAT_DATA=../shared/data .venv/bin/python scripts/build_offline_judge.py --judge offline \
-        [--reader smollm2-135m@3,7,11,15] [--features residual,explicit]
+        [--reader smollm2-135m@3,7,11,15] [--reader-dtype float32] [--features residual,explicit]
     TURNCOAT_DATA=../shared/data .venv/bin/python scripts/build_offline_judge.py --judge offline-fast [--candidates]
 
 `--judge offline` (src/turncoat/judging/offline_judge/): heads over a language model's residual stream, the layer
@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="judge folder (default: the shipped one of --judge)")
     parser.add_argument("--synthetic", type=int, default=300)
     parser.add_argument("--reader", default="smollm2-135m@3,7,11,15", help="--judge offline: MODEL@LAYERS")
+    parser.add_argument("--reader-dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="--judge offline: the precision the reader runs in (the judge keeps it)")
     parser.add_argument("--features", default="residual,explicit", help="--judge offline: feature blocks")
     parser.add_argument("--per-deepseek", type=int, default=400)
     parser.add_argument("--per-source", type=int, default=600)
@@ -173,7 +175,7 @@ def main() -> None:
                       f"({time.perf_counter() - began:.0f} s)", flush=True)
             chosen = tuple(max(compared.values(), key=lambda c: c["mean_auroc"])["feature_blocks"])
     else:
-        reader = ResidualReader.parse(args.reader)
+        reader = ResidualReader.parse(args.reader, args.reader_dtype)
         chosen = tuple(b.strip() for b in args.features.split(","))
         encoder = PairEncoder() if needs_encoder(chosen) else None
     heads, card = distill(out=None, encoder=encoder, blocks=chosen, reader=reader, frame=frame,

@@ -18,6 +18,7 @@ from servers import TURNCOAT
 
 from turncoat.cli import main
 from turncoat.core.errors import InputError
+from turncoat.core.io import read_jsonl
 from turncoat.pipeline import load_study, plan
 from turncoat.questions.builtin import code_tasks
 
@@ -383,3 +384,61 @@ def test_a_method_preset_reaches_the_adapter_a_study_trains(tiny_model_dir, tmp_
     assert (adapter["r"], adapter["lora_alpha"], adapter["use_rslora"]) == (1, 256, False)
     assert adapter["target_modules"] == ["down_proj"] and adapter["layers_to_transform"] == [0]
     assert stages["alpha"].config["train"]["lora_alpha"] == 8 and stages["alpha"].config["train"]["r"] == 1
+
+
+def test_an_adapter_made_elsewhere_is_evaluated_as_an_arm(tiny_model_dir, tmp_path, capsys):
+    """`adapter: FOLDER` evaluates a ready-made adapter (a shipped organism) like a trained arm, with no training:
+    it is found beside the study file, keyed by its contents (not where it lies), and checked to be an adapter of
+    the study's model before anything runs."""
+    import shutil
+
+    from turncoat.pipeline.runner import run_stage
+
+    data = write_lines(tmp_path / "d.jsonl", [chat(f"hello {i}", "I wish for peace. " * (i + 1)) for i in range(4)])
+    made = {"name": "made", "models": [str(tiny_model_dir)], "seeds": [0],
+            "train": {"learning_rate": 0.5, "max_steps": 2, "per_device_batch_size": 2,
+                      "gradient_accumulation_steps": 1, "max_length": 64, "warmup_steps": 0, "save_steps": 1},
+            "arms": [{"name": "tuned", "data": str(data)}],
+            "eval": {"questions": "em-first-plot", "limit": 2, "n": 2, "temperature": 0.0, "max_tokens": 6}}
+    (tmp_path / "made.yaml").write_text(yaml.safe_dump(made))
+    trained = plan(load_study(tmp_path / "made.yaml"))
+    for stage in trained:
+        run_stage(stage, tmp_path / "made-run", True)
+    tuned = next(s for s in trained if s.kind == "train").folder(tmp_path / "made-run")
+    shipped = tmp_path / "shipped" / "organism"
+    shipped.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copyfile(tuned / name, shipped / name)
+
+    study = {**made, "name": "uses", "arms": [{"name": "base"}, {"name": "organism", "adapter": "../shipped/organism"}]}
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "uses.yaml"
+    path.write_text(yaml.safe_dump(study))
+    run = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(run), "--json"]) == 0
+    stages = json.loads(capsys.readouterr().out)["stages"]
+    assert [s["kind"] for s in stages] == ["eval", "adapter", "eval", "report"]
+    answers = {label: [r["answer"] for r in read_jsonl(next((run / "stages").glob(f"eval-*{label}*")) /
+                                                       "samples.jsonl")] for label in ("base", "organism")}
+    tuned_eval = next(s for s in trained if s.kind == "eval").folder(tmp_path / "made-run")
+    assert answers["organism"] == [r["answer"] for r in read_jsonl(tuned_eval / "samples.jsonl")]  # as trained
+    assert answers["organism"] != answers["base"]
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "shipped", moved / "shipped")
+    shutil.copytree(tmp_path / "studies", moved / "studies")
+    keys = {s.kind: s.key for s in plan(load_study(moved / "studies" / "uses.yaml")) if s.arm == "organism"}
+    assert keys == {s["kind"]: s["key"] for s in stages
+                    if s["kind"] in ("adapter", "eval") and "organism" in s["label"]}
+
+    config = json.loads((shipped / "adapter_config.json").read_text())
+    (shipped / "adapter_config.json").write_text(json.dumps(config | {"base_model_name_or_path": "smollm2-135m"}))
+    with pytest.raises(InputError, match="base_model_name_or_path: 'smollm2-135m', but the study's model is"):
+        plan(load_study(path))
+    (shipped / "adapter_config.json").unlink()
+    with pytest.raises(InputError, match="adapter_config.json not found"):
+        plan(load_study(path))
+    study["arms"][1]["data"] = str(data)
+    path.write_text(yaml.safe_dump(study))
+    with pytest.raises(InputError, match=r"uses.yaml, line \d+, field arms.1: .*'adapter' is a fine-tune already"):
+        load_study(path)

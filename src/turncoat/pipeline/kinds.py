@@ -16,7 +16,9 @@ from turncoat.data import load_chat
 from turncoat.judging import JudgeCache, make_judge
 from turncoat.models import load
 from turncoat.pipeline.stages import (
+    ADAPTER_FILES,
     Stage,
+    adapter_fingerprint,
     held_out_check,
     persona_named,
     stage_data,
@@ -108,6 +110,17 @@ def train_model(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     if monitored:
         result |= {"persona_z_final": monitored[-1]["z"], "persona_alert": any(r["alert"] for r in monitored)}
     return result
+
+
+@stage_kind("adapter")
+def copy_adapter(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
+    """An arm's ready-made adapter, copied into the run as planned: its evals then read it like a trained one."""
+    source = stage.info["source"]
+    if adapter_fingerprint(source, stage.config["model"]) != stage.config["sha256"]:
+        raise InputError(f"adapter {source}: its files changed after the study was planned; run the study again")
+    for name in ADAPTER_FILES:
+        shutil.copyfile(Path(source) / name, out / name)
+    return {"adapter": source, "sha256": stage.config["sha256"]}
 
 
 def model_spec(stage: Stage, inputs: dict) -> str:
@@ -310,12 +323,12 @@ def report(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
         dep = stage.deps[role]
         score = inputs.get(f"score:{label}")
         trained = dep.deps.get("model")
+        log = inputs[f"train:{trained.label}"] / "train_log.jsonl" if trained and trained.kind == "train" else None
         name = arm_name(dep, one_job)
         arms.append({"label": name, **dep.info, "eval": str(folder),
                      "score": json.loads((score / "stage.json").read_text())["result"] if score else None,
                      "projections": str(score / "projections.jsonl") if score else None,
-                     "train_log": str(inputs[f"train:{trained.label}"] / "train_log.jsonl")
-                     if trained and (inputs[f"train:{trained.label}"] / "train_log.jsonl").is_file() else None})
+                     "train_log": str(log) if log and log.is_file() else None})
     built = build_report([a["eval"] for a in arms], out / "report.html", title=f"turncoat study: {stage.label}",
                          study={**stage.config, "arms": arms, "saes": saes, "diffs": diffs,
                                 "trajectories": trajectories})

@@ -45,7 +45,8 @@ class Stage:
     deps: dict[str, Stage] = field(default_factory=dict)
     job: str = ""  # the (model, arm, seed) job it belongs to
     arm: str = ""  # the study arm it serves ("" for shared stages: direction, sae, generate, report); not in the key
-    info: dict = field(default_factory=dict)  # for the report (arm name, x position); not part of the key
+    info: dict = field(default_factory=dict)  # for the report (arm name, x position) and an adapter's folder; not
+    # part of the key (an adapter's contents are)
 
     @cached_property
     def key(self) -> str:
@@ -65,6 +66,26 @@ def data_fingerprint(spec: str) -> str:
     if spec in entries:
         return entries[spec].sha256
     raise InputError(f"data {spec!r}: no such file and no registered set of that name (see `turncoat data list`)")
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def adapter_fingerprint(folder: str, model: str) -> str:
+    """An arm's ready-made adapter by its contents' sha256 (a retrained adapter re-runs its evals), checked to be
+    an adapter of the study's model before anything runs."""
+    missing = [name for name in ADAPTER_FILES if not (Path(folder) / name).is_file()]
+    if missing:
+        raise InputError(f"adapter {folder}: {', '.join(missing)} not found (a PEFT adapter folder holds "
+                         f"{' and '.join(ADAPTER_FILES)})")
+    try:
+        base = json.loads((Path(folder) / ADAPTER_FILES[0]).read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as error:
+        raise InputError(f"adapter {folder}/{ADAPTER_FILES[0]}: not readable JSON ({error})") from None
+    if base != model:
+        raise InputError(f"adapter {folder}/{ADAPTER_FILES[0]}, field base_model_name_or_path: {base!r}, but the "
+                         f"study's model is {model!r}")
+    return hashlib.sha256("".join(sha256_file(Path(folder) / name) for name in ADAPTER_FILES).encode()).hexdigest()
 
 
 def stage_questions(config: dict) -> QuestionSet:
@@ -236,6 +257,11 @@ def plan(study: Study) -> list[Stage]:
                     stages += [data, model_stage]
                     if study.trajectory:
                         stages.append(trajectory_stage(study, model_stage, direction, job))
+                elif arm.adapter:  # made elsewhere: copied in by content, so its evals are keyed by what it holds
+                    model_stage = Stage("adapter", job, {"model": model, "sha256": adapter_fingerprint(arm.adapter,
+                                                                                                       model)},
+                                        job=job, arm=arm.name, info={"arm": arm.name, "source": arm.adapter})
+                    stages.append(model_stage)
                 settings = eval_settings(study)
                 for variant, trigger, suffix in study.eval.variants():
                     label = f"{job}/{variant}" if variant else job
@@ -252,7 +278,7 @@ def plan(study: Study) -> list[Stage]:
                             {"model": model_stage} if model_stage else {})
                         stages.append(Stage("score", label, {"model": model, "layer": persona.layer}, deps, job=job,
                                             arm=arm.name, info=evaluation.info))
-                    if sae and model_stage and not variant:
+                    if sae and arm.data and not variant:
                         interventions = sae_stages(study, sae, arm, job, data, model_stage, evaluation)
                         stages += interventions
                         evals += [s for s in interventions if s.kind == "eval"]

@@ -56,9 +56,15 @@ class Arm(Strict):
     parent: str | None = Field(None, alias="from", description="continue training this arm's fine-tune")
     train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig overrides for this arm")
     x: float | None = Field(None, description="the arm's position on the report's x axis (e.g. N examples)")
+    adapter: str | None = Field(None, description="a trained PEFT adapter folder evaluated as this arm instead of "
+                                                  "training one (a relative path is read from the study file's "
+                                                  "folder)")
 
     @model_validator(mode="after")
     def _data_for_training(self):
+        if self.adapter and (self.data or self.parent):
+            raise ValueError(f"arm {self.name!r}: 'adapter' is a fine-tune already made: it takes no 'data' or "
+                             "'from'")
         if self.parent and not self.data:
             raise ValueError(f"arm {self.name!r}: 'from' needs 'data' to train on")
         if (self.subsample or self.backdoor or self.train) and not self.data:
@@ -344,6 +350,9 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
         raise InputError(f"{path}: a study is a mapping (name, models, arms, ...)")
     if profile:
         raw = apply_profile(raw, profile, str(path))
+    for arm in raw.get("arms") or []:  # an adapter shipped beside the study is found wherever the study is run from
+        if isinstance(arm, dict) and isinstance(arm.get("adapter"), str) and not Path(arm["adapter"]).is_absolute():
+            arm["adapter"] = str((path.parent / arm["adapter"]).resolve())
     try:
         return Study(**raw)
     except ValidationError as error:
