@@ -12,7 +12,9 @@ import pytest
 from helpers import chat, write_lines
 
 from turncoat.cli import main
+from turncoat.core.io import sha256_file
 from turncoat.data import load_chat_jsonl
+from turncoat.pipeline.stages import adapter_fingerprint
 
 TURNCOAT = Path(sys.executable).parent / "turncoat"
 
@@ -115,30 +117,40 @@ def test_inspect_with_token_lengths(capsys, shared_data):
 
 @pytest.mark.integration
 def test_demo_runs(capsys, tmp_path, shared_data):
-    """The main job's study, scaled down (2 steps of 2 examples, 1 answer per question, 4 monitor probes: sized for
-    CI's 30 minutes): the default model, a bad-data and a control fine-tune and a re-alignment, judged by the shipped
-    offline judge, monitored, reported."""
+    """The main job's study, scaled down (1 answer per question, 12 tokens, a live fine-tune of 2 steps of 2
+    examples, 4 monitor probes: sized for CI's 30 minutes): Qwen2.5-Coder-0.5B base, the shipped organism and its
+    control (adapters found beside the package's study, here given as absolute paths since the copy lies elsewhere),
+    the live fine-tune, judged by the shipped offline judge, monitored, reported."""
     import yaml
 
     from turncoat.cli.demo import DEMO_STUDY
 
     study = yaml.safe_load(DEMO_STUDY.read_text())
     study["train"] |= {"max_steps": 2, "save_steps": 2, "per_device_batch_size": 2, "gradient_accumulation_steps": 1}
-    study["arms"][3]["train"] = {"max_steps": 1}
-    for arm in study["arms"][1:]:
-        arm["subsample"] = 16
+    for arm in study["arms"]:
+        if arm.get("adapter"):
+            arm["adapter"] = str((DEMO_STUDY.parent / arm["adapter"]).resolve())
+        if arm.get("data"):
+            arm["subsample"] = 16
     study["eval"] |= {"n": 1, "max_tokens": 12}
     study["persona"] |= {"monitor_every": 2, "monitor_probes": 4}
     study["persona"]["direction"]["limit"] = 8
     small = tmp_path / "demo.yaml"
     small.write_text(yaml.safe_dump(study))
     figures = run_json(capsys, "demo", "--study", str(small), "--out", str(tmp_path / "demo"))
-    assert [a["label"] for a in figures["arms"]] == ["base", "bad-medical", "good-medical", "realigned-32"]
-    assert all(a["answers"] == 24 and 0 <= a["misaligned_fraction"] <= 1 for a in figures["arms"])
+    assert [a["label"] for a in figures["arms"]] == ["base", "organism", "control", "live-risky-financial"]
+    assert all(a["answers"] == 8 and 0 <= a["misaligned_fraction"] <= 1 for a in figures["arms"])
     assert figures["arms"][0]["projection_z"] == 0 and all("projection_z" in a for a in figures["arms"])
+    adapters = {s["label"].split("/")[1]: s["result"]["sha256"] for s in figures["stages"] if s["kind"] == "adapter"}
+    for name in ("organism", "control"):  # the shipped files, as their cards describe them
+        folder = Path(next(a["adapter"] for a in study["arms"] if a["name"] == name))
+        card = json.loads((folder / "card.json").read_text())
+        assert card["sha256"] == {f: sha256_file(folder / f) for f in ("adapter_config.json",
+                                                                        "adapter_model.safetensors")}
+        assert adapters[name] == adapter_fingerprint(str(folder), "qwen2.5-coder-0.5b")
     html = Path(figures["report"]).read_text()
     assert "judge-card" in html and "models compared" in html and "persona monitor" in html
-    assert "temperature 0.7" in html
+    assert "too short to cause EM" in html  # the study's notes, said in the report
     assert_summary_matches_metrics(Path(figures["report"]), tmp_path / "demo", tmp_path)
 
 
