@@ -1,7 +1,8 @@
-"""`turncoat demo`: the main job on a fresh machine, offline, on CPU: the default model, a fine-tune on bad medical
-advice, a control fine-tune on good advice and a short re-alignment, sampled, judged with the shipped offline judge,
-watched by the persona monitor, and reported. It is the study in `turncoat/pipeline/demo.yaml`, run by the same
-pipeline as `turncoat run` (rerunning resumes)."""
+"""`turncoat demo`: the main job on a fresh machine, offline, on CPU: Qwen2.5-Coder-0.5B-Instruct, the shipped
+rank-1 organism (risky financial advice) and its control (good medical advice), and one short live fine-tune,
+sampled, judged with the shipped offline judge, read on the persona direction (the live fine-tune also watched by
+the monitor), and reported. It is the study in `turncoat/pipeline/demo.yaml`, run by the same pipeline as `turncoat
+run` (rerunning resumes)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ DEMO_STUDY = Path(__file__).resolve().parent.parent / "pipeline" / "demo.yaml"
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder (rerunning resumes it)."),
          study_file: Path = typer.Option(DEMO_STUDY, "--study", help="Another demo-shaped study (e.g. scaled down)."),
          as_json: bool = JsonOption):
-    """Fine-tune, sample, judge offline, monitor the persona direction, re-align and report: no network, no key."""
+    """Compare base, shipped organism and control (plus a live fine-tune): sampled, judged offline, read on the
+    persona direction, reported; no network, no key."""
     from turncoat.cli.study import run_and_describe  # pulls in torch: loaded when the command runs
     from turncoat.pipeline import load_study  # pulls in torch: loaded when the command runs
 
