@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from turncoat.core.io import sha256_file
+from turncoat.models.packaged import PACKAGED
 from turncoat.pipeline import load_study, plan
 from turncoat.pipeline.runner import run_study
 from turncoat.pipeline.stages import ADAPTER_FILES, select
@@ -64,7 +65,7 @@ def main() -> None:
         for file in ADAPTER_FILES:
             shutil.copyfile(trained / file, out / file)
         record = json.loads((trained / "stage.json").read_text())
-        card = {"name": name, "base": stage.config["model"], "upstream": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        card = {"name": name, "base": stage.config["model"], "upstream": PACKAGED[stage.config["model"]].upstream,
                 "study": str(STUDY.relative_to(ROOT)), "arm": stage.arm, "train_stage_key": stage.key,
                 "data": {"set": stage.deps["data"].config["data"], "distinct_examples":
                          stage.deps["data"].config["subsample"], "seed": stage.config["seed"]},
