@@ -5,8 +5,8 @@ fine-tune of the default model and see whether `turncoat sae diff` finds it.
    and under none. The pirate answers of 200 questions, the system prompt left out, are the fine-tune's data.
 2. The persona's mean-difference direction at the layer: base-model activations of the pirate answers minus the
    neutral ones (response-averaged, `persona extract` from texts).
-3. A TopK SAE on the base model at that layer (`sae train`): the neutral and pirate answers of the 200 training
-   questions plus 300 chats of each of four unrelated chat sets.
+3. An SAE (TopK unless --architecture says otherwise) on the base model at that layer (`sae train`): the
+   neutral and pirate answers of the 200 training questions plus 300 chats of each of four unrelated chat sets.
 4. LoRA fine-tune on the pirate data (`turncoat train`).
 5. `sae diff` on the 80 held-out questions; the top latent's decoder cosine with the persona direction (target
    >= 0.5; a random unit vector in 576 dimensions has |cos| ~ 0.04), its rank among all latents by that cosine, and
@@ -17,6 +17,9 @@ Every step writes its result into --out and is skipped on a rerun (resumable). P
     python scripts/sae_planted_check.py --out runs/sae-planted
     python scripts/sae_planted_check.py --out runs/sae-planted-seed1 --seed 1 --tokens 2400000 --latents 2048 \
         --k 32 --batch-size 512 --lr 2e-4 --dead-after-tokens 240000      (the planned confirmation, 2026-12-07)
+    python scripts/sae_planted_check.py --out runs/sae-planted-seed2-matryoshka --seed 2 --tokens 2400000 \
+        --latents 2048 --k 32 --batch-size 512 --lr 2e-4 --dead-after-tokens 240000 \
+        --architecture matryoshka-batchtopk                                  (the planned Matryoshka try, 2026-12-07)
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048, help="SAE tokens per step")
     parser.add_argument("--lr", type=float, default=2e-4, help="SAE learning rate")
     parser.add_argument("--dead-after-tokens", type=int, default=500_000, help="SAE dead-latent window")
+    parser.add_argument("--architecture", default="topk", help="SAE architecture (`sae train --architecture`)")
     parser.add_argument("--seed", type=int, default=0, help="the replicate: question split, answer sampling, SAE "
                                                             "and fine-tune seeds (0: the 2026-12-02 check)")
     args = parser.parse_args()
@@ -131,7 +135,8 @@ def main() -> None:
         turncoat("sae", "train", "--model", args.model, "--layer", str(args.layer), "--data", str(corpus),
                  "--tokens", str(args.tokens), "--latents", str(args.latents), "--k", str(args.k),
                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--dead-after-tokens",
-                 str(args.dead_after_tokens), "--seed", str(args.seed), "--out", str(sae))
+                 str(args.dead_after_tokens), "--architecture", args.architecture, "--seed", str(args.seed),
+                 "--out", str(sae))
         timings["sae_train_s"] = round(time.perf_counter() - started, 1)
     sae_info = json.loads((sae / "turncoat_sae.json").read_text())
 
@@ -224,8 +229,9 @@ def main() -> None:
     timings_file.write_text(json.dumps(saved, indent=1))
     print(json.dumps({
         "model": args.model, "layer": args.layer, "seed": args.seed, "sae_quality": sae_info["quality"],
-        "sae": {k: sae_info.get(k) for k in ("latents", "k", "training_tokens", "distinct_tokens", "batch_size", "lr",
-                                             "dead_after_tokens", "capture_seconds", "train_seconds")},
+        "sae": {k: sae_info.get(k) for k in ("architecture", "matryoshka_widths", "latents", "k", "training_tokens",
+                                             "distinct_tokens", "batch_size", "lr", "dead_after_tokens",
+                                             "capture_seconds", "train_seconds")},
         "top_latents": diff["top"][:10], "top_latent": top_latent,
         "top_latent_cosine_with_persona": float(cosines[top_latent]),
         "top10_cosines": {str(i): round(float(cosines[i]), 3) for i in top},

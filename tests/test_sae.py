@@ -78,6 +78,40 @@ def test_an_sae_trains_through_sae_lens_resumes_from_its_checkpoint_and_reports_
     assert code == 2 and "dead_after_tokens (500000 there, 1024 now)" in err
 
 
+def test_a_matryoshka_batchtopk_sae_trains_resumes_and_saves_as_jumprelu(tiny_model_dir, tmp_path, capsys):
+    """The architecture against feature absorption (nested prefixes reconstruct alone), through sae-lens: it trains,
+    a killed run resumes from its checkpoint to the same weights, and it saves as the JumpReLU SAE sae-lens makes of
+    BatchTopK ones, which loads and encodes like any SAE."""
+    data = _corpus(tmp_path / "corpus.jsonl")
+    matryoshka = ("--architecture", "matryoshka-batchtopk", "--matryoshka-width", "16", "--matryoshka-width", "32")
+    code, whole = _train(tiny_model_dir, data, tmp_path / "whole", capsys, *matryoshka)
+    assert code == 0, whole
+    assert whole["architecture"] == "matryoshka-batchtopk" and whole["matryoshka_widths"] == [16, 32, 64]
+    config = json.loads((tmp_path / "whole" / "cfg.json").read_text())
+    assert config["architecture"] == "jumprelu" and config["d_sae"] == 64
+    # the inference threshold is a running estimate: on 47 steps it lets more than k fire, never all
+    assert 0 < whole["quality"]["l0"] < 64 and 0 < whole["quality"]["fraction_variance_explained"] <= 1
+    assert load_sae(tmp_path / "whole").latents == 64
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "whole", broken)
+    for name in ("cfg.json", "sae_weights.safetensors", "turncoat_sae.json"):
+        (broken / name).unlink()
+    for later in sorted((broken / "checkpoints").iterdir(), key=lambda p: int(p.name))[4:]:
+        shutil.rmtree(later)
+    code, resumed = _train(tiny_model_dir, data, broken, capsys, *matryoshka)
+    assert code == 0, resumed
+    assert resumed["resumed_from_tokens"] > 0
+    from safetensors.numpy import load_file
+
+    a, b = (load_file(str(folder / "sae_weights.safetensors")) for folder in (tmp_path / "whole", broken))
+    assert a.keys() == b.keys() and "threshold" in a
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6)
+    code, err = _train(tiny_model_dir, data, broken, capsys)
+    assert code == 2 and "architecture ('matryoshka-batchtopk' there, 'topk' now)" in err
+
+
 def test_the_dead_latent_window_reaches_sae_lens_trainer(tiny_model_dir, tmp_path, capsys):
     """A latent silent for longer than --dead-after-tokens counts as dead in sae-lens' trainer (which then trains it
     with AuxK); with a window longer than the run, none ever does."""
@@ -96,9 +130,14 @@ def test_bad_sae_options_are_refused_before_anything_loads(tiny_model_dir, tmp_p
     data = _corpus(tmp_path / "corpus.jsonl", 4)
     for flag, value, said in (("--k", "100", "more active latents"), ("--tokens", "0", "--tokens 0"),
                               ("--lr", "nan", "--lr nan"),
-                              ("--dead-after-tokens", "0", "--dead-after-tokens 0")):
+                              ("--dead-after-tokens", "0", "--dead-after-tokens 0"),
+                              ("--architecture", "relu", "one of topk, batchtopk, matryoshka-batchtopk"),
+                              ("--matryoshka-width", "16", "only for --architecture matryoshka-batchtopk")):
         code, err = _train(tiny_model_dir, data, tmp_path / "x", capsys, flag, value)
         assert code == 2 and said in err, err
+    code, err = _train(tiny_model_dir, data, tmp_path / "x", capsys, "--architecture", "matryoshka-batchtopk",
+                       "--matryoshka-width", "32", "--matryoshka-width", "16")
+    assert code == 2 and "strictly increasing" in err, err
     assert not (tmp_path / "x").exists()
     code, err = _train(tiny_model_dir, data, tmp_path / "y", capsys, "--layer", "5")
     assert code == 2 and "blocks 0..1" in err

@@ -1,8 +1,9 @@
-"""Sparse autoencoders on one layer's residual stream, through sae-lens (its TopK SAE and trainer: nothing here
-trains by hand). turncoat's capture reads the activations and writes them to disk in shards as it goes, so a killed
-run resumes; the trainer checkpoints through sae-lens. Also: the quality figures an SAE paper reports, per-latent
-statistics over chats (for model diffing), each latent's top-activating snippets, and a latent's decoder vector as a
-`Direction` (`sae:DIR#ID`), so it monitors, steers, ablates and screens like any other direction.
+"""Sparse autoencoders on one layer's residual stream, through sae-lens (its TopK, BatchTopK and Matryoshka
+BatchTopK SAEs and its trainer: nothing here trains by hand). turncoat's capture reads the activations and writes
+them to disk in shards as it goes, so a killed run resumes; the trainer checkpoints through sae-lens. Also: the
+quality figures an SAE paper reports, per-latent statistics over chats (for model diffing), each latent's
+top-activating snippets, and a latent's decoder vector as a `Direction` (`sae:DIR#ID`), so it monitors, steers,
+ablates and screens like any other direction.
 
 Layers are turncoat's (the residual stream after block L), written in sae-lens' config as TransformerLens' hook name
 `blocks.L.hook_resid_post`; a pretrained SAE read at `blocks.L.hook_resid_pre` reads turncoat's layer L - 1.
@@ -34,6 +35,9 @@ SAE_WEIGHTS = "sae_weights.safetensors"
 TURNCOAT_SAE = "turncoat_sae.json"  # what turncoat adds: model, layer, data, tokens, quality figures
 HOOK_NAME = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
 LATENT_SPEC = re.compile(r"^sae:(?P<path>.+)#(?P<latent>\d+)$")
+# turncoat's names for the sae-lens training architectures `sae train` offers (BatchTopK ones save as JumpReLU)
+ARCHITECTURES = {"topk": "topk", "batchtopk": "batchtopk", "matryoshka-batchtopk": "matryoshka_batchtopk"}
+FIRST_MATRYOSHKA_WIDTH = 128  # nested widths 128, 512, 2048, ... (each 4x the last), as sae-lens' released ones
 
 
 def hook_layer(hook_name: str | None, where: str) -> int:
@@ -149,9 +153,11 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> LoadedSAE:
 
 @dataclass
 class SAETrainConfig:
-    """What `turncoat sae train` trains: a TopK SAE (Gao et al. 2024, the architecture of OpenAI's persona-features
-    diffing) on one layer's residual stream, every token but each chat's first (its outsized activation is an
-    attention sink, not content)."""
+    """What `turncoat sae train` trains: by default a TopK SAE (Gao et al. 2024, the architecture of OpenAI's
+    persona-features diffing) on one layer's residual stream, every token but each chat's first (its outsized
+    activation is an attention sink, not content). `matryoshka-batchtopk` (Bussmann et al. 2025) makes nested
+    prefixes of the dictionary reconstruct on their own, against feature absorption and splitting: broad features
+    (a persona) gather in the first latents instead of being shared out among narrower ones."""
 
     model: str
     layer: int
@@ -169,6 +175,18 @@ class SAETrainConfig:
     # a latent is dead (and AuxK, Gao et al.'s auxiliary loss, trains it on the live latents' residual) once it has
     # not fired for this many tokens; sae-lens counts the window in steps of batch_size
     dead_after_tokens: int = 500_000
+    architecture: str = "topk"  # or batchtopk, matryoshka-batchtopk
+    matryoshka_widths: list[int] = field(default_factory=list)  # empty: 128, 512, ... up to `latents`
+
+    def nested_widths(self) -> list[int]:
+        """The Matryoshka levels' widths, the last one the whole dictionary."""
+        if self.matryoshka_widths:
+            return [*self.matryoshka_widths, *([] if self.matryoshka_widths[-1] == self.latents else [self.latents])]
+        widths, width = [], FIRST_MATRYOSHKA_WIDTH
+        while width < self.latents:
+            widths.append(width)
+            width *= 4
+        return [*widths, self.latents]
 
     def check(self) -> None:
         for name in ("tokens", "latents", "k", "batch_size", "max_length", "held_out_every", "checkpoints",
@@ -182,6 +200,17 @@ class SAETrainConfig:
             raise InputError(f"--lr {self.lr}: must be a positive number")
         if self.held_out_every < 2:
             raise InputError(f"--held-out-every {self.held_out_every}: must be 2 or more (1 would hold out all)")
+        if self.architecture not in ARCHITECTURES:
+            raise InputError(f"--architecture {self.architecture!r}: one of {', '.join(ARCHITECTURES)}")
+        if self.matryoshka_widths:
+            if self.architecture != "matryoshka-batchtopk":
+                raise InputError(f"--matryoshka-width: only for --architecture matryoshka-batchtopk, "
+                                 f"not {self.architecture}")
+            widths = self.matryoshka_widths
+            increasing = all(a < b for a, b in zip(widths, widths[1:], strict=False))
+            if any(not isinstance(w, int) or w < 1 for w in widths) or not increasing or widths[-1] > self.latents:
+                raise InputError(f"--matryoshka-width {widths}: positive, strictly increasing, none above --latents "
+                                 f"{self.latents}")
 
 
 def split_chats(chats: Sequence, every: int, seed: int) -> tuple[list, list]:
@@ -257,8 +286,7 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
 
     from sae_lens import SAETrainer
     from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.saes.sae import SAEMetadata
-    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.saes.sae import SAEMetadata, TrainingSAE
 
     config.check()
     blocks = len(block_names(loaded.model))
@@ -271,8 +299,9 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     if fingerprint_file.is_file():
         before = json.loads(fingerprint_file.read_text())
         # a setting added after that folder was written holds its default there
+        defaults = asdict(SAETrainConfig(model="", layer=0, data=[]))
         changed = [f"{k} ({before.get(k)!r} there, {v!r} now)" for k, v in fingerprint.items()
-                   if before.get(k, getattr(SAETrainConfig, k, None)) != v]
+                   if before.get(k, defaults.get(k)) != v]
         if changed:
             raise InputError(f"{out} holds another SAE training: {', '.join(changed)}; use another --out")
     fingerprint_file.write_text(json.dumps(fingerprint, indent=1))
@@ -290,8 +319,12 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
     metadata = SAEMetadata(model_name=config.model, hook_name=f"blocks.{config.layer}.hook_resid_post",
                            context_size=config.max_length, prepend_bos=False)
     device = str(loaded.device)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=width, d_sae=config.latents, k=config.k, device=device,
-                                                normalize_activations="expected_average_only_in", metadata=metadata))
+    architecture = ARCHITECTURES[config.architecture]
+    extra = {"matryoshka_widths": config.nested_widths()} if config.architecture == "matryoshka-batchtopk" else {}
+    sae_config = TrainingSAE.get_sae_config_class_for_architecture(architecture)(
+        d_in=width, d_sae=config.latents, k=config.k, device=device, normalize_activations="expected_average_only_in",
+        metadata=metadata, **extra)
+    sae = TrainingSAE.get_sae_class_for_architecture(architecture)(sae_config)
     trainer_config = SAETrainerConfig(total_training_samples=config.tokens, train_batch_size_samples=batch_size,
                                       device=device, lr=config.lr, lr_end=config.lr, lr_scheduler_name="constant",
                                       lr_warm_up_steps=0,
@@ -301,7 +334,7 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
                                       logger=LoggingConfig(log_to_wandb=False))
     checkpoint = _latest_checkpoint(out / "checkpoints")
     if checkpoint is not None:
-        sae = TopKTrainingSAE.load_from_disk(str(checkpoint), device=device)
+        sae = TrainingSAE.load_from_disk(str(checkpoint), device=device)
     trainer = SAETrainer(trainer_config, sae, data_provider=iter(()))
     if checkpoint is not None:
         trainer.load_trainer_state(checkpoint)
@@ -322,8 +355,8 @@ def train_sae(loaded, chats: Sequence[Sequence[dict]], config: SAETrainConfig, o
 
     loaded_sae = load_sae(out, loaded.device)
     quality = sae_quality(loaded, loaded_sae, held_out, config.max_length)
-    info = {"model": config.model, "layer": config.layer, "data": config.data, "architecture": "topk",
-            "latents": config.latents, "k": config.k, "training_tokens": config.tokens,
+    info = {"model": config.model, "layer": config.layer, "data": config.data, "architecture": config.architecture,
+            **extra, "latents": config.latents, "k": config.k, "training_tokens": config.tokens,
             "batch_size": batch_size, "lr": config.lr, "dead_after_tokens": config.dead_after_tokens,
             "distinct_tokens": int(len(acts)), "epochs": round(config.tokens / len(acts), 2),
             "captured_tokens": captured, "training_chats": len(training), "held_out_chats": len(held_out),

@@ -41,10 +41,17 @@ def train(model: str = ModelOption,
           dead_after_tokens: int = typer.Option(500_000, help="A latent not fired for this many tokens is dead; "
                                                               "AuxK then trains it on the live latents' residual."),
           max_length: int = typer.Option(256, help="Tokens read per chat."),
+          architecture: str = typer.Option("topk", help="topk (k latents per token), batchtopk (k on average over "
+                                                        "a batch) or matryoshka-batchtopk (nested prefixes also "
+                                                        "reconstruct alone: against feature absorption); the "
+                                                        "BatchTopK ones save as JumpReLU SAEs."),
+          matryoshka_width: list[int] = typer.Option(None, help="A Matryoshka level's width (repeatable, "
+                                                                "increasing; default 128, 512, ... up to "
+                                                                "--latents)."),
           seed: int = typer.Option(0, help="Seed (chat split, SAE initialisation, batch order)."),
           out: Path = typer.Option(..., help="SAE folder to write (a rerun resumes what is there)."),
           as_json: bool = JsonOption):
-    """Train a TopK SAE through sae-lens on one layer's residual stream; report its quality on held-out chats."""
+    """Train an SAE through sae-lens on one layer's residual stream; report its quality on held-out chats."""
     from turncoat.activations.sae import SAETrainConfig, train_sae  # pulls in torch: loaded when the command runs
     from turncoat.models import load  # pulls in torch: loaded when the command runs
     from turncoat.workflows.sae import corpus_chats  # pulls in torch: loaded when the command runs
@@ -52,7 +59,8 @@ def train(model: str = ModelOption,
     _positive("--limit", limit)
     config = SAETrainConfig(model=model, layer=layer, data=list(data), tokens=tokens, latents=latents, k=k,
                             batch_size=batch_size, lr=lr, dead_after_tokens=dead_after_tokens,
-                            max_length=max_length, seed=seed)
+                            max_length=max_length, seed=seed, architecture=architecture,
+                            matryoshka_widths=list(matryoshka_width or []))
     config.check()
     chats, _ = corpus_chats(data, limit)
     with console.status(f"loading {model}"):
@@ -64,7 +72,8 @@ def train(model: str = ModelOption,
 
     def render(f):
         q = f["quality"]
-        console.print(f"SAE of {f['model']} at layer {f['layer']}: {f['latents']} latents, k = {f['k']}, "
+        console.print(f"{f['architecture']} SAE of {f['model']} at layer {f['layer']}: {f['latents']} latents, "
+                      f"k = {f['k']}, "
                       f"{f['training_tokens']:,} training tokens ({f['distinct_tokens']:,} distinct, "
                       f"{f['epochs']} epochs); capture {f['capture_seconds']} s, training {f['train_seconds']} s")
         console.print(f"held out ({q['chats']} chats, {q['tokens']:,} tokens): variance explained "
