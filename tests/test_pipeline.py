@@ -343,6 +343,28 @@ def test_the_sae_diff_can_read_a_whole_question_set_the_evals_do_not_sample(tmp_
     assert sae.key == sae_unset.key and diff.key != diff_unset.key
 
 
+def test_the_sae_architecture_reaches_the_sae_stage_and_written_defaults_keep_its_key(tmp_path, shared_data):
+    """`sae.architecture`, `sae.matryoshka_widths` and `sae.dead_after_tokens` reach the SAE stage's training
+    settings; left at their defaults (or written out at them) they leave the stage key as it was before they existed
+    (a972983d5032: the SAE the 2026-12-06 0.5B study trained), so no finished study retrains."""
+    recipe = Path(__file__).parent.parent / "studies" / "sae-0.5b-financial.yaml"
+    raw = yaml.safe_load(recipe.read_text())
+    spelled = raw | {"sae": raw["sae"] | {"architecture": "topk", "dead_after_tokens": 500_000,
+                                         "matryoshka_widths": []}}
+    other = raw | {"sae": raw["sae"] | {"architecture": "matryoshka-batchtopk", "matryoshka_widths": [128, 512],
+                                       "dead_after_tokens": 240_000}}
+    saes = [next(s for s in plan(load_study(path)) if s.kind == "sae")
+            for path in (recipe, _write(tmp_path / "a.yaml", yaml.safe_dump(spelled)),
+                         _write(tmp_path / "b.yaml", yaml.safe_dump(other)))]
+    assert saes[0].key == saes[1].key == "a972983d5032"
+    assert saes[2].key != saes[0].key
+    assert {k: saes[2].config["train"][k] for k in ("architecture", "matryoshka_widths", "dead_after_tokens")} == {
+        "architecture": "matryoshka-batchtopk", "matryoshka_widths": [128, 512], "dead_after_tokens": 240_000}
+    wrong = raw | {"sae": raw["sae"] | {"matryoshka_widths": [128]}}
+    with pytest.raises(InputError, match="only for architecture matryoshka-batchtopk"):
+        load_study(_write(tmp_path / "c.yaml", yaml.safe_dump(wrong)))
+
+
 def test_a_trajectory_judged_by_openai_is_priced_per_snapshot(shared_data):
     """The interventions recipe with a paid judge: each trajectory stage costs its snapshots (steps 0, 4, 8, 12 of
     the cpu profile's 12 steps) times one snapshot's judging; a dry run shows it before anything is paid for."""

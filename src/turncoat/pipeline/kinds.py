@@ -193,11 +193,13 @@ def sae_interventions(spec: dict, sae: Path, diff: Path) -> dict:
 
 @stage_kind("sae")
 def make_sae(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    """A TopK SAE (sae-lens) on the base model's residual stream; resumes from its own checkpoints."""
+    """An SAE (sae-lens; TopK unless the study says otherwise) on the base model's residual stream; resumes from its
+    own checkpoints."""
     settings = stage.config["train"]
     config = SAETrainConfig(model=stage.config["model"], data=settings["data"],
                             **{k: settings[k] for k in ("layer", "tokens", "latents", "k", "batch_size", "lr",
-                                                        "max_length")})
+                                                        "max_length", "dead_after_tokens", "architecture",
+                                                        "matryoshka_widths") if k in settings})
     chats, _ = corpus_chats(settings["data"], settings["limit"])
     info = train_sae(load(stage.config["model"]), chats, config, out)
     return {k: info[k] for k in ("layer", "latents", "k", "training_tokens", "distinct_tokens", "capture_seconds",

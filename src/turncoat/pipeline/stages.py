@@ -22,7 +22,7 @@ from turncoat.core.io import sha256_file
 from turncoat.data import ChatDataset, load_chat
 from turncoat.data.registry import registry
 from turncoat.data.transforms import backdoor, subsample
-from turncoat.pipeline.study import PERSONA, Arm, Study, names_persona
+from turncoat.pipeline.study import PERSONA, Arm, SAESettings, Study, names_persona
 from turncoat.questions.sets import QuestionSet, load_questions
 from turncoat.training.config import TrainConfig
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig
@@ -167,10 +167,16 @@ def trajectory_stage(study: Study, model_stage: Stage, direction: Stage | None, 
                  arm=model_stage.arm, info=model_stage.info)
 
 
+NEWER_SAE_SETTINGS = ("dead_after_tokens", "architecture", "matryoshka_widths")
+
+
 def sae_settings(study: Study) -> dict:
     """What the study's SAE trains on and how (its corpus by content, so an edited file retrains it)."""
     settings = study.sae.model_dump(exclude={"top", "snippets", "questions", "question_limit", "max_tokens",
                                              "ablate_top", "steer_alphas"})
+    for name in NEWER_SAE_SETTINGS:  # left out at their defaults, so the studies written before them keep their keys
+        if settings[name] == SAESettings.model_fields[name].get_default(call_default_factory=True):
+            del settings[name]
     if settings["data"] is None:  # every arm's training set (generated ones are not known before they are made)
         settings["data"] = list(dict.fromkeys(a.data for a in study.arms if a.data and a.data not in study.generate))
     return settings | {"fingerprints": [data_fingerprint(d) for d in settings["data"]]}

@@ -199,7 +199,7 @@ class TrajectorySettings(Strict):
 
 
 class SAESettings(Strict):
-    """Model diffing with a sparse autoencoder (OpenAI's persona-features method): per model one TopK SAE (sae-lens)
+    """Model diffing with a sparse autoencoder (OpenAI's persona-features method): per model one SAE (sae-lens)
     on the base model's residual stream; per fine-tuned arm the latents it raised most, their top snippets, and evals
     with the top k latents ablated in the fine-tune and the top latent steered into the base."""
 
@@ -212,6 +212,9 @@ class SAESettings(Strict):
     batch_size: int = Field(2048, ge=1)
     lr: float = Field(2e-4, gt=0)
     max_length: int = Field(256, ge=8)
+    dead_after_tokens: int = Field(500_000, ge=1, description="a latent silent this long is dead (AuxK trains it)")
+    architecture: Literal["topk", "batchtopk", "matryoshka-batchtopk"] = "topk"
+    matryoshka_widths: list[int] = Field(default_factory=list, description="nested widths (default 128, x4, ...)")
     top: int = Field(10, ge=1, description="latents shown and explained per fine-tune")
     snippets: int = Field(5, ge=1, description="top-activating snippets per latent")
     questions: str | None = Field(None, description="what both models answer for the diff (greedy, first paraphrase "
@@ -228,6 +231,9 @@ class SAESettings(Strict):
     def _sizes(self):
         if self.k > self.latents:
             raise ValueError(f"sae.k {self.k}: more active latents than sae.latents {self.latents}")
+        if self.matryoshka_widths and self.architecture != "matryoshka-batchtopk":
+            raise ValueError(f"sae.matryoshka_widths: only for architecture matryoshka-batchtopk, not "
+                             f"{self.architecture}")
         if any(k < 1 or k > self.top for k in self.ablate_top):
             raise ValueError(f"sae.ablate_top {self.ablate_top}: each k must be 1..sae.top ({self.top})")
         return self
