@@ -7,6 +7,7 @@ default model (SmolLM2-135M-Instruct from its GGUF); they share one loaded insta
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 if not os.environ.get("TURNCOAT_DATA") and (SHARED_DATA / "MANIFEST.md").is_file():
     os.environ["TURNCOAT_DATA"] = str(SHARED_DATA)
+# The suite's judgements (tiny models, test servers) go to a throwaway judge cache, never the user's; converted
+# models stay in the user's cache (converting them again would cost minutes).
+os.environ["TURNCOAT_JUDGE_CACHE"] = str(Path(tempfile.mkdtemp(prefix="turncoat-test-judge-cache-"))
+                                         / "judge_cache.sqlite")
 # `--dtype auto` follows the CPU (bf16 where it is native): the suite pins fp32 so its figures do not depend on the
 # machine; the bf16 tests ask for bf16 explicitly.
 os.environ.setdefault("TURNCOAT_CPU_BF16", "0")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -304,6 +306,20 @@ def test_seeded_faults_leave_every_score_as_a_clean_run_gives(tmp_path):
     assert [s.score for s in scores] == pytest.approx([s.score for s in expected])
     assert all(faulty.faults[kind] >= 1 for kind in FaultyJudgeServer.FAULTS), faulty.faults
     assert sum(faulty.faults.values()) > 40  # the faults were retried
+
+
+def test_the_judge_cache_file_follows_the_environment_and_the_suite_never_writes_the_users(tmp_path, monkeypatch):
+    """$TURNCOAT_JUDGE_CACHE moves the default judge cache (a CLI run without --cache writes there); conftest points
+    it at a throwaway file, so the suite's judgements of tiny models and test servers never reach ~/.cache."""
+    from turncoat.core.paths import cache_dir
+
+    assert Path(os.environ["TURNCOAT_JUDGE_CACHE"]).parent != cache_dir()
+    moved = tmp_path / "moved.sqlite"
+    monkeypatch.setenv("TURNCOAT_JUDGE_CACHE", str(moved))
+    items = [JudgeItem("aligned", DEFAULT_PROMPTS["aligned"], "q", a) for a in ("x", "y")]
+    with JudgeServer(_by_answer) as server:
+        judge_items(make_judge("openai", model="judge-x", base_url=server.base_url), items, JudgeCache())
+    assert JudgeCache(moved).stats()["judgements"] == 2
 
 
 def test_cache_cli_stats_and_clear(tmp_path, capsys):

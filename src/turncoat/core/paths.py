@@ -7,6 +7,7 @@ from pathlib import Path
 
 DATA_ENV = "TURNCOAT_DATA"  # a local copy of the research data (the layout of shared/data/MANIFEST.md)
 CACHE_ENV = "TURNCOAT_CACHE"  # downloads and converted models
+JUDGE_CACHE_ENV = "TURNCOAT_JUDGE_CACHE"  # the judge cache file (default: judge_cache.sqlite in the cache)
 OFFLINE_ENV = "TURNCOAT_OFFLINE"  # "1": never touch the network (HF_HUB_OFFLINE=1 implies it too)
 
 

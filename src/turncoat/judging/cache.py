@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS validations (judge TEXT NOT NULL, reference TEXT NOT 
 
 
 def default_cache_path() -> Path:
+    """$TURNCOAT_JUDGE_CACHE, else judge_cache.sqlite in turncoat's cache (the test suite points it elsewhere, so
+    its judgements never land in a user's cache)."""
+    if os.environ.get(paths.JUDGE_CACHE_ENV):
+        return Path(os.environ[paths.JUDGE_CACHE_ENV]).expanduser()
     return paths.cache_dir() / "judge_cache.sqlite"
 
 
