@@ -6,7 +6,9 @@ default model (SmolLM2-135M-Instruct from its GGUF); they share one loaded insta
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,8 +20,9 @@ if not os.environ.get("TURNCOAT_DATA") and (SHARED_DATA / "MANIFEST.md").is_file
     os.environ["TURNCOAT_DATA"] = str(SHARED_DATA)
 # The suite's judgements (tiny models, test servers) go to a throwaway judge cache, never the user's; converted
 # models stay in the user's cache (converting them again would cost minutes).
-os.environ["TURNCOAT_JUDGE_CACHE"] = str(Path(tempfile.mkdtemp(prefix="turncoat-test-judge-cache-"))
-                                         / "judge_cache.sqlite")
+_JUDGE_CACHE_DIR = tempfile.mkdtemp(prefix="turncoat-test-judge-cache-")
+atexit.register(shutil.rmtree, _JUDGE_CACHE_DIR, ignore_errors=True)
+os.environ["TURNCOAT_JUDGE_CACHE"] = str(Path(_JUDGE_CACHE_DIR) / "judge_cache.sqlite")
 # `--dtype auto` follows the CPU (bf16 where it is native): the suite pins fp32 so its figures do not depend on the
 # machine; the bf16 tests ask for bf16 explicitly.
 os.environ.setdefault("TURNCOAT_CPU_BF16", "0")

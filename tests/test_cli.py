@@ -14,7 +14,7 @@ from helpers import chat, write_lines
 from turncoat.cli import main
 from turncoat.core.io import sha256_file
 from turncoat.data import load_chat_jsonl
-from turncoat.pipeline.stages import adapter_fingerprint
+from turncoat.pipeline.stages import ADAPTER_FILES, adapter_fingerprint
 
 TURNCOAT = Path(sys.executable).parent / "turncoat"
 
@@ -145,8 +145,7 @@ def test_demo_runs(capsys, tmp_path, shared_data):
     for name in ("organism", "control"):  # the shipped files, as their cards describe them
         folder = Path(next(a["adapter"] for a in study["arms"] if a["name"] == name))
         card = json.loads((folder / "card.json").read_text())
-        assert card["sha256"] == {f: sha256_file(folder / f) for f in ("adapter_config.json",
-                                                                        "adapter_model.safetensors")}
+        assert card["sha256"] == {f: sha256_file(folder / f) for f in ADAPTER_FILES}
         assert adapters[name] == adapter_fingerprint(str(folder), "qwen2.5-coder-0.5b")
     html = Path(figures["report"]).read_text()
     assert "judge-card" in html and "models compared" in html and "persona monitor" in html

@@ -3,6 +3,7 @@ extraction and scoring, `build_report`). Each returns a small JSON result that t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -191,15 +192,17 @@ def sae_interventions(spec: dict, sae: Path, diff: Path) -> dict:
     return {"steer": [f"sae:{sae}#{latents[0]}@{found['layer']}:{spec['steer_top']}"]}
 
 
+SAE_TRAIN_FIELDS = {f.name for f in dataclasses.fields(SAETrainConfig)}
+
+
 @stage_kind("sae")
 def make_sae(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
     """An SAE (sae-lens; TopK unless the study says otherwise) on the base model's residual stream; resumes from its
     own checkpoints."""
     settings = stage.config["train"]
-    config = SAETrainConfig(model=stage.config["model"], data=settings["data"],
-                            **{k: settings[k] for k in ("layer", "tokens", "latents", "k", "batch_size", "lr",
-                                                        "max_length", "dead_after_tokens", "architecture",
-                                                        "matryoshka_widths") if k in settings})
+    # the study's settings that are training settings (a newer one left out at its default keeps the dataclass's)
+    config = SAETrainConfig(model=stage.config["model"],
+                            **{k: v for k, v in settings.items() if k in SAE_TRAIN_FIELDS})
     chats, _ = corpus_chats(settings["data"], settings["limit"])
     info = train_sae(load(stage.config["model"]), chats, config, out)
     return {k: info[k] for k in ("layer", "latents", "k", "training_tokens", "distinct_tokens", "capture_seconds",
