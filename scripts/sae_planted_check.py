@@ -8,8 +8,9 @@ fine-tune of the default model and see whether `turncoat sae diff` finds it.
 3. An SAE (TopK unless --architecture says otherwise) on the base model at that layer (`sae train`): the
    neutral and pirate answers of the 200 training questions plus 300 chats of each of four unrelated chat sets.
 4. LoRA fine-tune on the pirate data (`turncoat train`).
-5. `sae diff` on the 80 held-out questions; the top latent's decoder cosine with the persona direction (target
-   >= 0.5; a random unit vector in 576 dimensions has |cos| ~ 0.04), its rank among all latents by that cosine, and
+5. `sae diff` on the 80 held-out questions (each model reading the answers --reads names); the top latent's decoder
+   cosine with the persona direction (target >= 0.5; a random unit vector in 576 dimensions has |cos| ~ 0.04), its
+   rank among all latents by that cosine, and
    `sae explain` of the top latent on held-out neutral + pirate answers: the share of its top snippets that are pirate.
 
 Every step writes its result into --out and is skipped on a rerun (resumable). Prints one JSON object.
@@ -68,6 +69,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4, help="SAE learning rate")
     parser.add_argument("--dead-after-tokens", type=int, default=500_000, help="SAE dead-latent window")
     parser.add_argument("--architecture", default="topk", help="SAE architecture (`sae train --architecture`)")
+    parser.add_argument("--reads", default="pooled", help="which answers each model reads in the diff "
+                        "(`sae diff --reads`: pooled, own, tuned)")
     parser.add_argument("--seed", type=int, default=0, help="the replicate: question split, answer sampling, SAE "
                                                             "and fine-tune seeds (0: the 2026-12-02 check)")
     args = parser.parse_args()
@@ -158,7 +161,8 @@ def main() -> None:
     if not (diff_dir / "diff.json").is_file():
         started = time.perf_counter()
         turncoat("sae", "diff", "--base", args.model, "--tuned", str(tuned), "--sae", str(sae),
-                 "--questions", str(held_questions), "--max-tokens", "64", "--out", str(diff_dir))
+                 "--questions", str(held_questions), "--max-tokens", "64", "--reads", args.reads,
+                 "--out", str(diff_dir))
         timings["diff_s"] = round(time.perf_counter() - started, 1)
     diff = json.loads((diff_dir / "diff.json").read_text())
 
@@ -228,7 +232,8 @@ def main() -> None:
     saved.update(timings)
     timings_file.write_text(json.dumps(saved, indent=1))
     print(json.dumps({
-        "model": args.model, "layer": args.layer, "seed": args.seed, "sae_quality": sae_info["quality"],
+        "model": args.model, "layer": args.layer, "seed": args.seed, "diff_reads": args.reads,
+        "sae_quality": sae_info["quality"],
         "sae": {k: sae_info.get(k) for k in ("architecture", "matryoshka_widths", "latents", "k", "training_tokens",
                                              "distinct_tokens", "batch_size", "lr", "dead_after_tokens",
                                              "capture_seconds", "train_seconds")},

@@ -346,7 +346,8 @@ def test_the_sae_diff_can_read_a_whole_question_set_the_evals_do_not_sample(tmp_
 def test_the_sae_architecture_reaches_the_sae_stage_and_written_defaults_keep_its_key(tmp_path, shared_data):
     """`sae.architecture`, `sae.matryoshka_widths` and `sae.dead_after_tokens` reach the SAE stage's training
     settings; left at their defaults (or written out at them) they leave the stage key as it was before they existed
-    (a972983d5032: the SAE the 2026-12-06 0.5B study trained), so no finished study retrains."""
+    (a972983d5032: the SAE the 2026-12-06 0.5B study trained), so no finished study retrains; `sae.diff_reads` likewise
+    reaches the diff stage and keeps its key (77d9643ca5c8) at its default."""
     recipe = Path(__file__).parent.parent / "studies" / "sae-0.5b-financial.yaml"
     raw = yaml.safe_load(recipe.read_text())
     spelled = raw | {"sae": raw["sae"] | {"architecture": "topk", "dead_after_tokens": 500_000,
@@ -360,6 +361,11 @@ def test_the_sae_architecture_reaches_the_sae_stage_and_written_defaults_keep_it
     assert saes[2].key != saes[0].key
     assert {k: saes[2].config["train"][k] for k in ("architecture", "matryoshka_widths", "dead_after_tokens")} == {
         "architecture": "matryoshka-batchtopk", "matryoshka_widths": [128, 512], "dead_after_tokens": 240_000}
+    diffs = {reads: next(s for s in plan(load_study(_write(tmp_path / f"{reads}.yaml", yaml.safe_dump(
+        raw | {"sae": raw["sae"] | {"diff_reads": reads}})))) if s.kind == "diff") for reads in ("pooled", "own")}
+    diff = next(s for s in plan(load_study(recipe)) if s.kind == "diff")
+    assert diff.key == diffs["pooled"].key == "77d9643ca5c8" and "reads" not in diff.config  # the study's diff
+    assert diffs["own"].key != diff.key and diffs["own"].config["reads"] == "own"
     wrong = raw | {"sae": raw["sae"] | {"matryoshka_widths": [128]}}
     with pytest.raises(InputError, match="only for architecture matryoshka-batchtopk"):
         load_study(_write(tmp_path / "c.yaml", yaml.safe_dump(wrong)))

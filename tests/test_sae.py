@@ -178,7 +178,8 @@ def test_decoder_cosines_find_the_latent_a_direction_is(tmp_path):
 def test_a_latent_is_a_direction_and_diffing_finds_the_latent_a_fine_tune_moved(tmp_path, capsys):
     """`tuned` is the base with 6 x latent 5's decoder row added to block 0's MLP bias (to the residual stream at
     every token): the diff ranks latent 5 first, by mean activation and by firing frequency; the latent as a
-    direction is that row, at the SAE's layer, and steers `turncoat sample`."""
+    direction is that row, at the SAE's layer, and steers `turncoat sample`; whichever answers each model reads
+    (`--reads`), the diff finds it."""
     from conftest import build_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -242,6 +243,18 @@ def test_a_latent_is_a_direction_and_diffing_finds_the_latent_a_fine_tune_moved(
     assert len(ranked) == 33 and ranked[1].split(",")[1] == "5"
     answered = [json.loads(line)["model"] for line in (tmp_path / "diff" / "answers.jsonl").read_text().splitlines()]
     assert answered == ["base"] * 3 + ["tuned"] * 3
+    # the same planted shift when each model reads only its own answers, or both read only the tuned model's
+    for reads, chats in (("own", 6), ("tuned", 3)):
+        assert main(["sae", "diff", "--base", str(tmp_path / "base"), "--tuned", str(tmp_path / "tuned"), "--sae",
+                     str(tmp_path / "sae"), "--questions", "core", "--limit", "3", "--max-tokens", "6", "--top", "5",
+                     "--reads", reads, "--out", str(tmp_path / f"diff-{reads}"), "--json"]) == 0
+        read = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert read["reads"] == reads and read["chats"] == chats and read["top"][0]["latent"] == 5
+        assert read["top"][0]["shift"] == pytest.approx(6.0, rel=0.35)
+    assert read["tokens"] < figures["tokens"]  # the tuned answers alone
+    assert main(["sae", "diff", "--base", str(tmp_path / "base"), "--tuned", str(tmp_path / "tuned"), "--sae",
+                 str(tmp_path / "sae"), "--reads", "mine", "--out", str(tmp_path / "d")]) == 2
+    assert "--reads mine: one of pooled, own, tuned" in capsys.readouterr().err
 
 
 def test_explanations_mark_the_peak_and_show_hostile_text_safely_in_a_browser(tiny_model_dir, tmp_path, capsys):

@@ -116,6 +116,10 @@ def diff(base: str = typer.Option(..., help="The base model."),
          max_tokens: int = typer.Option(96, help="Tokens per answer."),
          temperature: float = typer.Option(0.0, help="Sampling temperature of the answers (0: greedy)."),
          top: int = typer.Option(20, help="Show the N latents the fine-tune raised most."),
+         reads: str = typer.Option("pooled", help="Which answers each model reads: pooled (both models read both "
+                                                  "models' answers: the shift is the model's, not the text's), own "
+                                                  "(each its own: the change in what it says included) or tuned "
+                                                  "(both read the tuned model's answers)."),
          out: Path = typer.Option(..., help="Folder for latents.csv (every latent, ranked), answers.jsonl, the "
                                             "plot and diff.json."),
          as_json: bool = JsonOption):
@@ -125,8 +129,10 @@ def diff(base: str = typer.Option(..., help="The base model."),
     from turncoat.report.plots import top_latents  # pulls in matplotlib: loaded when the command runs
     from turncoat.sampling import GenerationParams  # pulls in torch: loaded when the command runs
     from turncoat.workflows.persona.monitor import probe_prompts  # pulls in torch: loaded when the command runs
-    from turncoat.workflows.sae import model_diff, write_diff  # pulls in torch: loaded when the command runs
+    from turncoat.workflows.sae import DIFF_READS, model_diff, write_diff  # pulls in torch: loaded when it runs
 
+    if reads not in DIFF_READS:
+        raise InputError(f"--reads {reads}: one of {', '.join(DIFF_READS)}")
     _positive("--limit", limit)
     _positive("--top", top)
     _positive("--max-tokens", max_tokens)
@@ -135,9 +141,11 @@ def diff(base: str = typer.Option(..., help="The base model."),
     loaded_sae = load_sae(sae)  # before any model loads: a bad folder fails fast
     prompts = probe_prompts(questions, limit)
     params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature)
-    with console.status(f"loading {base} and {tuned}; both answer {len(prompts)} questions and read both answers"):
+    with console.status(f"loading {base} and {tuned}; both answer {len(prompts)} questions and read the answers "
+                        f"({reads})"):
         base_model, tuned_model = load(base), load(tuned)
-        figures = model_diff(base_model, tuned_model, loaded_sae.to(tuned_model.device), prompts, params, top)
+        figures = model_diff(base_model, tuned_model, loaded_sae.to(tuned_model.device), prompts, params, top,
+                             reads=reads)
     out.mkdir(parents=True, exist_ok=True)
     plot = top_latents(figures["top"], out / "top_latents.png",
                        f"{tuned} vs {base}: SAE latents raised most (layer {figures['layer']})")
@@ -145,7 +153,7 @@ def diff(base: str = typer.Option(..., help="The base model."),
 
     def render(f):
         table = Table(title=f"{f['tuned']} vs {f['base']}: SAE latents (layer {f['layer']}) the fine-tune raised "
-                            f"most, on {f['chats']} answers ({f['tokens']:,} tokens)")
+                            f"most, on {f['chats']} answers ({f['tokens']:,} tokens, read {f['reads']})")
         for column in ("rank", "latent", "base mean", "tuned mean", "shift", "base freq.", "tuned freq."):
             table.add_column(column, justify="right")
         for r in f["top"]:

@@ -211,13 +211,14 @@ def make_sae(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
 
 @stage_kind("diff")
 def diff_latents(stage: Stage, inputs: dict, out: Path, quiet: bool) -> dict:
-    """The fine-tune's SAE latents against its base (both models' greedy answers, both read), and the top ones'
-    snippets in the arm's training data and those answers, read by the fine-tune."""
+    """The fine-tune's SAE latents against its base (both models' greedy answers, read as the study says: by default
+    both read both), and the top ones' snippets in the arm's training data and those answers, read by the fine-tune."""
     config = stage.config
     base, tuned = load(config["base"]), load(str(inputs["model"]))
     sae = load_sae(inputs["sae"], tuned.device)
     figures = model_diff(base, tuned, sae, probe_prompts(config["questions"], config["limit"]),
-                         GenerationParams(max_new_tokens=config["max_tokens"], temperature=0.0), config["top"])
+                         GenerationParams(max_new_tokens=config["max_tokens"], temperature=0.0), config["top"],
+                         reads=config.get("reads", "pooled"))
     found = write_diff(figures, out, questions=config["questions"])
     latents = [row["latent"] for row in found["top"]]
     corpus = {str(inputs["data"] / DATA_FILE): "training data", found["answers"]: "both models' answers"}

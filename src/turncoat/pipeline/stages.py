@@ -173,7 +173,7 @@ NEWER_SAE_SETTINGS = ("dead_after_tokens", "architecture", "matryoshka_widths")
 def sae_settings(study: Study) -> dict:
     """What the study's SAE trains on and how (its corpus by content, so an edited file retrains it)."""
     settings = study.sae.model_dump(exclude={"top", "snippets", "questions", "question_limit", "max_tokens",
-                                             "ablate_top", "steer_alphas"})
+                                             "diff_reads", "ablate_top", "steer_alphas"})
     for name in NEWER_SAE_SETTINGS:  # left out at their defaults, so the studies written before them keep their keys
         if settings[name] == SAESettings.model_fields[name].get_default(call_default_factory=True):
             del settings[name]
@@ -190,7 +190,8 @@ def sae_stages(study: Study, sae: Stage, arm: Arm, job: str, data: Stage, model_
     model, seed = evaluation.config["model"], evaluation.config["seed"]
     diff = Stage("diff", job, {"base": model, "questions": settings.questions or study.eval.questions,
                                "limit": settings.question_limit or study.eval.limit,
-                               "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets},
+                               "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets}
+                 | ({"reads": settings.diff_reads} if settings.diff_reads != "pooled" else {}),  # old keys kept
                  {"sae": sae, "model": model_stage, "data": data}, job=job, arm=arm.name, info={"arm": arm.name})
     stages = [diff]
     for k in settings.ablate_top:

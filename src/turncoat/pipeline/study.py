@@ -222,6 +222,8 @@ class SAESettings(Strict):
     question_limit: int | None = Field(None, ge=1, description="first N diff questions (default: eval.limit), so "
                                        "the diff can read a whole set other than the one the evals sample")
     max_tokens: int = Field(96, ge=1, description="tokens per diff answer")
+    diff_reads: Literal["pooled", "own", "tuned"] = Field("pooled", description="which answers each model reads "
+                                                          "in the diff (`sae diff --reads`)")
     ablate_top: list[int] = Field(default_factory=lambda: [1, 5, 10], description="evaluate each fine-tune with its "
                                   "top k latents projected out, for each k")
     steer_alphas: list[float] = Field(default_factory=lambda: [8.0], description="evaluate the base steered along "

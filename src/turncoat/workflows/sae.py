@@ -1,7 +1,9 @@
 """SAE model diffing (OpenAI's persona-features method, for open models): encode the base and the fine-tuned model's
 activations on the same chats with one SAE, and rank latents by how much the fine-tune raised them; then read what
-the top latents respond to. The chats are both models' own answers to the same prompts (the base's and the tuned
-model's, pooled), so a shift measures the model, not a change of text."""
+the top latents respond to. By default the chats are both models' own answers to the same prompts (the base's and the
+tuned model's, pooled) and both models read all of them, so a shift measures the model, not a change of text; "own"
+reads each model on its own answers instead (what the model does, text included: how persona vectors measure a
+fine-tune's shift), "tuned" both models on the tuned model's answers only."""
 
 from __future__ import annotations
 
@@ -16,18 +18,26 @@ from turncoat.core.errors import InputError
 from turncoat.data import load_chat
 from turncoat.workflows.persona.score import own_answers
 
+DIFF_READS = ("pooled", "own", "tuned")
+
 
 def model_diff(base, tuned, sae: LoadedSAE, prompts: Sequence[Sequence[dict]], params, top: int = 20,
-               span: str = "response", max_length: int = 256) -> dict:
-    """Both models answer `prompts`; both read all those answers; per latent the tuned model's mean activation and
-    firing frequency minus the base's. Ranked by the shift of the mean (largest increase first)."""
+               span: str = "response", max_length: int = 256, reads: str = "pooled") -> dict:
+    """Both models answer `prompts`; each reads the answers `reads` names (pooled: all of them; own: its own;
+    tuned: the tuned model's); per latent the tuned model's mean activation and firing frequency minus the base's.
+    Ranked by the shift of the mean (largest increase first)."""
+    if reads not in DIFF_READS:
+        raise InputError(f"reads {reads!r}: one of {', '.join(DIFF_READS)}")
     for name, loaded in (("base", base), ("tuned", tuned)):
         width = loaded.model.config.hidden_size
         if width != sae.sae.cfg.d_in:
             raise InputError(f"--{name} {loaded.spec}: residual width {width}, the SAE reads width {sae.sae.cfg.d_in}")
     answers = {"base": own_answers(base, prompts, params), "tuned": own_answers(tuned, prompts, params)}
-    chats = [*answers["base"], *answers["tuned"]]
-    stats = {name: latent_statistics(loaded, sae, chats, span, max_length) for name, loaded in
+    pooled = [*answers["base"], *answers["tuned"]]
+    read = {"pooled": {"base": pooled, "tuned": pooled}, "own": answers,
+            "tuned": {"base": answers["tuned"], "tuned": answers["tuned"]}}[reads]
+    read_once = pooled if reads != "tuned" else answers["tuned"]  # the distinct chats read, and their tokens below
+    stats = {name: latent_statistics(loaded, sae, read[name], span, max_length) for name, loaded in
              (("base", base), ("tuned", tuned))}
     shift = stats["tuned"]["mean"] - stats["base"]["mean"]
     frequency_shift = stats["tuned"]["frequency"] - stats["base"]["frequency"]
@@ -39,7 +49,8 @@ def model_diff(base, tuned, sae: LoadedSAE, prompts: Sequence[Sequence[dict]], p
             for rank, i in enumerate(order)]
     by_frequency = np.argsort(-frequency_shift, kind="stable")[:top]
     return {"base": base.spec, "tuned": tuned.spec, "sae": str(sae.path), "layer": sae.layer,
-            "prompts": len(prompts), "chats": len(chats), "span": span, "tokens": stats["base"]["tokens"],
+            "prompts": len(prompts), "reads": reads, "chats": len(read_once), "span": span,
+            "tokens": sum(stats[name]["tokens"] for name in ("base", "tuned") if reads == "own" or name == "base"),
             "top": rows[:top], "top_by_frequency": [int(i) for i in by_frequency], "all": rows,
             "answers": answers}
 
