@@ -2,8 +2,8 @@
 activations on the same chats with one SAE, and rank latents by how much the fine-tune raised them; then read what
 the top latents respond to. By default the chats are both models' own answers to the same prompts (the base's and the
 tuned model's, pooled) and both models read all of them, so a shift measures the model, not a change of text; "own"
-reads each model on its own answers instead (what the model does, text included: how persona vectors measure a
-fine-tune's shift), "tuned" both models on the tuned model's answers only."""
+reads each model on its own answers instead (what the model does, the change of text included), "tuned" both models
+on the tuned model's answers only."""
 
 from __future__ import annotations
 
