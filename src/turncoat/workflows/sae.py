@@ -36,7 +36,6 @@ def model_diff(base, tuned, sae: LoadedSAE, prompts: Sequence[Sequence[dict]], p
     pooled = [*answers["base"], *answers["tuned"]]
     read = {"pooled": {"base": pooled, "tuned": pooled}, "own": answers,
             "tuned": {"base": answers["tuned"], "tuned": answers["tuned"]}}[reads]
-    read_once = pooled if reads != "tuned" else answers["tuned"]  # the distinct chats read, and their tokens below
     stats = {name: latent_statistics(loaded, sae, read[name], span, max_length) for name, loaded in
              (("base", base), ("tuned", tuned))}
     shift = stats["tuned"]["mean"] - stats["base"]["mean"]
@@ -49,8 +48,9 @@ def model_diff(base, tuned, sae: LoadedSAE, prompts: Sequence[Sequence[dict]], p
             for rank, i in enumerate(order)]
     by_frequency = np.argsort(-frequency_shift, kind="stable")[:top]
     return {"base": base.spec, "tuned": tuned.spec, "sae": str(sae.path), "layer": sae.layer,
-            "prompts": len(prompts), "reads": reads, "chats": len(read_once), "span": span,
-            "tokens": sum(stats[name]["tokens"] for name in ("base", "tuned") if reads == "own" or name == "base"),
+            "prompts": len(prompts), "reads": reads, "span": span,  # the distinct chats and tokens read:
+            "chats": len(answers["tuned"] if reads == "tuned" else pooled),
+            "tokens": stats["base"]["tokens"] + (stats["tuned"]["tokens"] if reads == "own" else 0),
             "top": rows[:top], "top_by_frequency": [int(i) for i in by_frequency], "all": rows,
             "answers": answers}
 
