@@ -13,7 +13,9 @@ fine-tune of the default model and see whether `turncoat sae diff` finds it.
    rank among all latents by that cosine, and
    `sae explain` of the top latent on held-out neutral + pirate answers: the share of its top snippets that are pirate.
 
-Every step writes its result into --out and is skipped on a rerun (resumable). Prints one JSON object.
+Every step writes its result into --out and is skipped on a rerun (resumable); a rerun with another --reads reuses
+the answers, direction, SAE and fine-tune and writes its own diff-MODE/, explain-MODE.json and causal-MODE.json.
+Prints one JSON object.
 
     python scripts/sae_planted_check.py --out runs/sae-planted
     python scripts/sae_planted_check.py --out runs/sae-planted-seed1 --seed 1 --tokens 2400000 --latents 2048 \
@@ -157,13 +159,14 @@ def main() -> None:
     held_questions.write_text("".join(
         f"- id: q{i}\n  type: free_form\n  paraphrases:\n  - {json.dumps(r['question'])}\n"
         for i, r in enumerate(x for x in rows if x["split"] == "held_out")), encoding="utf-8")
-    diff_dir = out / "diff"
+    mode = "" if args.reads == "pooled" else f"-{args.reads}"  # another --reads on the same folder keeps both
+    diff_dir = out / f"diff{mode}"
     if not (diff_dir / "diff.json").is_file():
         started = time.perf_counter()
         turncoat("sae", "diff", "--base", args.model, "--tuned", str(tuned), "--sae", str(sae),
                  "--questions", str(held_questions), "--max-tokens", "64", "--reads", args.reads,
                  "--out", str(diff_dir))
-        timings["diff_s"] = round(time.perf_counter() - started, 1)
+        timings[f"diff{mode}_s"] = round(time.perf_counter() - started, 1)
     diff = json.loads((diff_dir / "diff.json").read_text())
 
     from turncoat.activations.directions import Direction
@@ -184,14 +187,15 @@ def main() -> None:
     top_latent = top[0]
     rank_by_cosine = int((cosines > cosines[top_latent]).sum()) + 1
 
-    explain_file = out / "explain.json"
+    explain_file = out / f"explain{mode}.json"
     if not explain_file.is_file():
         started = time.perf_counter()
         explained = turncoat("sae", "explain", *map(str, top[:3]), "--sae", str(sae), "--model", args.model,
                              "--data", str(files["held_out", "pirate"]), "--data", str(files["held_out", "neutral"]),
-                             "--top", "10", "--diff", str(diff_dir / "diff.json"), "--html", str(out / "latents.html"))
+                             "--top", "10", "--diff", str(diff_dir / "diff.json"),
+                             "--html", str(out / f"latents{mode}.html"))
         explain_file.write_text(json.dumps(explained, indent=1))
-        timings["explain_s"] = round(time.perf_counter() - started, 1)
+        timings[f"explain{mode}_s"] = round(time.perf_counter() - started, 1)
     explained = json.loads(explain_file.read_text())
     snippets = explained["latents"][str(top_latent)]
     pirate_share = (sum(s["source"] == str(files["held_out", "pirate"]) for s in snippets) / len(snippets)
@@ -199,7 +203,7 @@ def main() -> None:
 
     # 6. causal checks, as the issue asks of EM latents: the tuned model with its top k latents' decoder directions
     # projected out (k = 1, 5, 10; at every block, as `--ablate` does), and the base steered along the top latent
-    causal_file = out / "causal.json"
+    causal_file = out / f"causal{mode}.json"
     causal = json.loads(causal_file.read_text()) if causal_file.is_file() else {}
     arms = {"tuned": (str(tuned), []), "base": (args.model, [])}
     for k in (1, 5, 10):
@@ -210,7 +214,7 @@ def main() -> None:
     for name, (model, extra) in arms.items():
         if name in causal:
             continue
-        answers_out = out / "causal" / f"{re.sub(r'[^a-z0-9]+', '-', name)}.jsonl"
+        answers_out = out / f"causal{mode}" / f"{re.sub(r'[^a-z0-9]+', '-', name)}.jsonl"
         answers_out.parent.mkdir(exist_ok=True)
         started = time.perf_counter()
         turncoat("sample", "--model", model, "--questions", str(held_questions), "--n", "1", "--temperature", "0",
