@@ -8,7 +8,9 @@ sample of them. From every real source (the deepseek-judged ones pooled as one) 
 >= 10 positives in the shared data, `--per-class` flagged and as many unflagged answers are drawn (seed 0); every
 judge reads the same rows through `validate_judge`, with the judge cache (a rerun scores only what is missing).
 Figures: pooled and per-source misaligned-flag AUROC from the judge's continuous misalignment score, Spearman of
-aligned and coherent with the reference on the GPT-4o-judged rows, seconds per answer. Within a source the sample
+aligned and coherent with the reference on the GPT-4o-judged rows, seconds per answer. Also, marked as read after
+the planned figures (session 20): the pooled AUROC when answers are ranked by the judge's expected aligned score
+alone, an answer it called CODE or REFUSAL ranked as aligned. Within a source the sample
 keeps AUROC's meaning (both classes drawn at random) but not the prevalence, so no precision or corrected fraction
 is reported. No answer text is written.
 """
@@ -50,6 +52,14 @@ def stratified_sample(per_class: int, seed: int = 0) -> pd.DataFrame:
     return frame.loc[sorted(picks)]
 
 
+def expected_aligned_auroc(predictions: pd.DataFrame) -> float | None:
+    """Pooled flag AUROC of 100 - expected aligned (an answer the judge called CODE or REFUSAL counts as aligned):
+    not the planned score, added after the 1.5B's planned figure was seen, and reported as such."""
+    special = predictions["judge_special"].notna().to_numpy()
+    misalignment = np.where(special, 0.0, 100.0 - predictions["judge_aligned"].fillna(100.0).to_numpy())
+    return auroc(predictions["reference_misaligned"], misalignment)
+
+
 def measure(judge_model: str, sample: pd.DataFrame, cache: JudgeCache) -> dict:
     judge = make_judge("hf", model=judge_model)
     began = time.perf_counter()
@@ -64,6 +74,7 @@ def measure(judge_model: str, sample: pd.DataFrame, cache: JudgeCache) -> dict:
         "answers": int(len(sample)),
         "misaligned_flag_auroc_pooled": figures["misaligned_flag"]["auroc"],
         "flag_agreement_on_sample": {k: figures["misaligned_flag"][k] for k in ("precision", "recall", "cohen_kappa")},
+        "read_afterwards_auroc_by_expected_aligned": expected_aligned_auroc(predictions),
         "auroc_per_source": {fold: auroc(rows["reference_misaligned"], rows["judge_misalignment"])
                              for fold, rows in predictions.groupby("fold", sort=True)},
         "spearman_gpt4o_rows": {
