@@ -252,6 +252,14 @@ def test_a_latent_is_a_direction_and_diffing_finds_the_latent_a_fine_tune_moved(
         assert read["reads"] == reads and read["chats"] == chats and read["top"][0]["latent"] == 5
         assert read["top"][0]["shift"] == pytest.approx(6.0, rel=0.35)
     assert read["tokens"] < figures["tokens"]  # the tuned answers alone
+    # the page of `sae explain --diff` says which answers each model read
+    for reads, said in (("", "both reading both models' answers"), ("-own", "each reading its own answers"),
+                        ("-tuned", "both reading the tuned model's\nanswers")):
+        assert main(["sae", "explain", "5", "--sae", str(tmp_path / "sae"), "--model", str(tmp_path / "base"),
+                     "--data", str(tmp_path / f"diff{reads}" / "answers.jsonl"), "--diff",
+                     str(tmp_path / f"diff{reads}" / "diff.json"), "--html", str(tmp_path / "page.html")]) == 0
+        assert said in (tmp_path / "page.html").read_text()
+    capsys.readouterr()
     assert main(["sae", "diff", "--base", str(tmp_path / "base"), "--tuned", str(tmp_path / "tuned"), "--sae",
                  str(tmp_path / "sae"), "--reads", "mine", "--out", str(tmp_path / "d")]) == 2
     assert "--reads mine: one of pooled, own, tuned" in capsys.readouterr().err
