@@ -170,13 +170,19 @@ def trajectory_stage(study: Study, model_stage: Stage, direction: Stage | None, 
 NEWER_SAE_SETTINGS = ("dead_after_tokens", "architecture", "matryoshka_widths")
 
 
+def newer_settings_at_default_left_out(config: dict, newer: dict[str, str]) -> dict:
+    """`config` less the entries `newer` names ({config key: SAESettings field}) while they hold that field's
+    default, so the stages of studies written before those settings existed keep their keys."""
+    return {key: value for key, value in config.items() if key not in newer
+            or value != SAESettings.model_fields[newer[key]].get_default(call_default_factory=True)}
+
+
 def sae_settings(study: Study) -> dict:
     """What the study's SAE trains on and how (its corpus by content, so an edited file retrains it)."""
-    settings = study.sae.model_dump(exclude={"top", "snippets", "questions", "question_limit", "max_tokens",
-                                             "diff_reads", "ablate_top", "steer_alphas"})
-    for name in NEWER_SAE_SETTINGS:  # left out at their defaults, so the studies written before them keep their keys
-        if settings[name] == SAESettings.model_fields[name].get_default(call_default_factory=True):
-            del settings[name]
+    settings = newer_settings_at_default_left_out(
+        study.sae.model_dump(exclude={"top", "snippets", "questions", "question_limit", "max_tokens", "diff_reads",
+                                      "ablate_top", "steer_alphas"}),
+        {name: name for name in NEWER_SAE_SETTINGS})
     if settings["data"] is None:  # every arm's training set (generated ones are not known before they are made)
         settings["data"] = list(dict.fromkeys(a.data for a in study.arms if a.data and a.data not in study.generate))
     return settings | {"fingerprints": [data_fingerprint(d) for d in settings["data"]]}
@@ -188,10 +194,10 @@ def sae_stages(study: Study, sae: Stage, arm: Arm, job: str, data: Stage, model_
     evals steered along its top latent (the plain questions' settings, the latents read from the diff)."""
     settings = study.sae
     model, seed = evaluation.config["model"], evaluation.config["seed"]
-    diff = Stage("diff", job, {"base": model, "questions": settings.questions or study.eval.questions,
-                               "limit": settings.question_limit or study.eval.limit,
-                               "max_tokens": settings.max_tokens, "top": settings.top, "snippets": settings.snippets}
-                 | ({"reads": settings.diff_reads} if settings.diff_reads != "pooled" else {}),  # old keys kept
+    diff = Stage("diff", job, newer_settings_at_default_left_out(
+        {"base": model, "questions": settings.questions or study.eval.questions,
+         "limit": settings.question_limit or study.eval.limit, "max_tokens": settings.max_tokens,
+         "top": settings.top, "snippets": settings.snippets, "reads": settings.diff_reads}, {"reads": "diff_reads"}),
                  {"sae": sae, "model": model_stage, "data": data}, job=job, arm=arm.name, info={"arm": arm.name})
     stages = [diff]
     for k in settings.ablate_top:
