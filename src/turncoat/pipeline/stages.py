@@ -167,7 +167,7 @@ def trajectory_stage(study: Study, model_stage: Stage, direction: Stage | None, 
                  arm=model_stage.arm, info=model_stage.info)
 
 
-NEWER_SAE_SETTINGS = ("dead_after_tokens", "architecture", "matryoshka_widths")
+NEWER_SAE_SETTINGS = {name: name for name in ("dead_after_tokens", "architecture", "matryoshka_widths")}
 
 
 def newer_settings_at_default_left_out(config: dict, newer: dict[str, str]) -> dict:
@@ -182,7 +182,7 @@ def sae_settings(study: Study) -> dict:
     settings = newer_settings_at_default_left_out(
         study.sae.model_dump(exclude={"top", "snippets", "questions", "question_limit", "max_tokens", "diff_reads",
                                       "ablate_top", "steer_alphas"}),
-        {name: name for name in NEWER_SAE_SETTINGS})
+        NEWER_SAE_SETTINGS)
     if settings["data"] is None:  # every arm's training set (generated ones are not known before they are made)
         settings["data"] = list(dict.fromkeys(a.data for a in study.arms if a.data and a.data not in study.generate))
     return settings | {"fingerprints": [data_fingerprint(d) for d in settings["data"]]}

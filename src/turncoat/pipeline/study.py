@@ -27,6 +27,7 @@ from turncoat.core.io import load_yaml
 from turncoat.training.config import TrainConfig
 from turncoat.training.openai_finetune import OpenAIFineTuneConfig
 from turncoat.workflows.generate import GENERATORS, system_prompt
+from turncoat.workflows.sae import DiffReads
 
 PERSONA = "persona"  # in an arm's steer / ablate: the study's own direction (`persona@L:ALPHA`, `persona`)
 
@@ -222,7 +223,7 @@ class SAESettings(Strict):
     question_limit: int | None = Field(None, ge=1, description="first N diff questions (default: eval.limit), so "
                                        "the diff can read a whole set other than the one the evals sample")
     max_tokens: int = Field(96, ge=1, description="tokens per diff answer")
-    diff_reads: Literal["pooled", "own", "tuned"] = Field("pooled", description="which answers each model reads "
+    diff_reads: DiffReads = Field("pooled", description="which answers each model reads "
                                                           "in the diff (`sae diff --reads`)")
     ablate_top: list[int] = Field(default_factory=lambda: [1, 5, 10], description="evaluate each fine-tune with its "
                                   "top k latents projected out, for each k")

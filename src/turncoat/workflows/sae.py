@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -18,7 +19,8 @@ from turncoat.core.errors import InputError
 from turncoat.data import load_chat
 from turncoat.workflows.persona.score import own_answers
 
-DIFF_READS = ("pooled", "own", "tuned")
+DiffReads = Literal["pooled", "own", "tuned"]  # the type a study's `sae.diff_reads` takes
+DIFF_READS: tuple[str, ...] = get_args(DiffReads)
 
 
 def model_diff(base, tuned, sae: LoadedSAE, prompts: Sequence[Sequence[dict]], params, top: int = 20,
