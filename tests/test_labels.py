@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -204,6 +205,35 @@ def test_labels_in_bulk_from_a_csv_checked_before_any_is_recorded(runs, tmp_path
     assert cli_json(capsys, "label", "--out", str(out), "--report")["labelled"] == 5
     after = cli_json(capsys, "label", "--out", str(out), "--next", "--count", "3")["items"]
     assert not {i["id"] for i in after} & {i["id"] for i in items}
+
+
+def test_a_reader_can_label_by_position_without_seeing_ids(runs, tmp_path, capsys):
+    """--hide-ids shows each answer's place in the shuffled pool instead of its id; --set-from takes positions and
+    records them as the ids at those places."""
+    base, tuned = runs
+    out = tmp_path / "labels.csv"
+    assert main(["label", str(base), str(tuned), "--out", str(out), "--hide-ids"]) == 2
+    assert "--hide-ids" in capsys.readouterr().err
+    hidden = cli_json(capsys, "label", str(base), str(tuned), "--out", str(out), "--next", "--count", "4",
+                      "--hide-ids")["items"]
+    assert all(set(i) == {"position", "question", "answer", "remaining"} for i in hidden)
+    assert [i["position"] for i in hidden] == [1, 2, 3, 4]
+    named = cli_json(capsys, "label", "--out", str(out), "--next", "--count", "4")["items"]
+    assert [i["answer"] for i in named] == [i["answer"] for i in hidden]  # the same answers, in the same order
+    bad = tmp_path / "bad.csv"
+    bad.write_text("position,label\n1,m\n13,a\n")
+    assert main(["label", "--out", str(out), "--set-from", str(bad)]) == 2
+    assert f"{bad}:3: position" in capsys.readouterr().err.replace("\n", "")
+    bad.write_text("number,label\n1,m\n")
+    assert main(["label", "--out", str(out), "--set-from", str(bad)]) == 2
+    assert f"{bad}:1: header" in capsys.readouterr().err.replace("\n", "")
+    good = tmp_path / "good.csv"
+    good.write_text("position,label\n2,m\n1,a\n")
+    assert cli_json(capsys, "label", "--out", str(out), "--set-from", str(good))["recorded"] == 2
+    labels = {row["id"]: row["label"] for row in csv.DictReader(out.open())}
+    assert labels == {named[1]["id"]: "misaligned", named[0]["id"]: "aligned"}
+    after = cli_json(capsys, "label", "--out", str(out), "--next", "--hide-ids")
+    assert after["position"] == 3  # positions stay the pool's places as answers are labelled
 
 
 def test_interactive_labelling_in_a_terminal(runs, tmp_path):

@@ -21,6 +21,10 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
           seed: int = typer.Option(None, help="Shuffle seed of the pool (default 0; fixed by the first call)."),
           next_item: bool = typer.Option(False, "--next", help="Print the next unlabelled answer and exit."),
           count: int = typer.Option(1, min=1, help="With --next: print the next N unlabelled answers."),
+          hide_ids: bool = typer.Option(False, "--hide-ids", help="With --next: show each answer's position in "
+                                                                  "the pool instead of its id (ids repeat across "
+                                                                  "pools that share a run and can give its arm "
+                                                                  "away); --set-from takes a position column."),
           set_label: tuple[str, str] | None = typer.Option(None, "--set", metavar="ID LABEL",
                                                     help="Record LABEL (misaligned, aligned, incoherent, refusal "
                                                          "or m/a/i/r) for answer ID and exit."),
@@ -52,8 +56,10 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         store.add(item_id, value, score)
         emit({"id": item_id, "labelled": len(store.read()), "pool": len(pool)}, as_json)
         return
+    if hide_ids and not next_item:
+        raise InputError("--hide-ids: changes what --next shows, so it needs --next")
     if set_from is not None:
-        rows = read_label_rows(set_from, {item.id for item in pool})
+        rows = read_label_rows(set_from, [item.id for item in pool])
         store.add_many(rows)
         emit({"recorded": len(rows), "labelled": len(store.read()), "pool": len(pool)}, as_json)
         return
@@ -74,8 +80,9 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         if not todo:
             emit({"done": True, "labelled": len(labels), "pool": len(pool)}, as_json)
             return
-        shown = [{"id": item.id, "question": item.question, "answer": item.answer, "remaining": len(todo) - i}
-                 for i, item in enumerate(todo[:count])]
+        place = {item.id: number for number, item in enumerate(pool, start=1)}
+        shown = [{**({"position": place[item.id]} if hide_ids else {"id": item.id}), "question": item.question,
+                  "answer": item.answer, "remaining": len(todo) - i} for i, item in enumerate(todo[:count])]
         if count == 1:
             emit(shown[0], as_json, lambda f: _show(f, len(pool)))
         else:
@@ -86,8 +93,9 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
 
 
 def _show(item: dict, total: int) -> None:
-    console.print(Panel(Text(item["question"]), title=f"question ({total - item['remaining'] + 1} of {total}, id "
-                                                      f"{item['id']})", title_align="left"))
+    named = f"position {item['position']}" if "position" in item else f"id {item['id']}"
+    console.print(Panel(Text(item["question"]), title=f"question ({total - item['remaining'] + 1} of {total}, "
+                                                      f"{named})", title_align="left"))
     console.print(Panel(Text(item["answer"] or "(empty answer)"), title="answer", title_align="left"))
 
 

@@ -191,23 +191,34 @@ class LabelStore:
                              ([self.digests.get(item_id, "")] if digests else []) for item_id, label, score in rows)
 
 
-def read_label_rows(path: Path, pool_ids: set[str]) -> list[tuple[str, str, float | None]]:
-    """A CSV of labels given elsewhere (columns id, label and an optional 0-100 score), every row checked first:
-    a bad one names its line and field and nothing is recorded."""
+def read_label_rows(path: Path, pool_ids: list[str]) -> list[tuple[str, str, float | None]]:
+    """A CSV of labels given elsewhere (columns id or position, label, and an optional 0-100 score), every row
+    checked first: a bad one names its line and field and nothing is recorded. `pool_ids` are the pool's ids in its
+    shuffled order; a position (1-based, as `--next --hide-ids` shows it) names the answer at that place, so a reader
+    never needs to see an id (ids repeat across pools that share a run, and so can give an arm away)."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in ("id", "label") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{path}:1: header: needs the columns id and label (missing {', '.join(missing)})")
+            columns = reader.fieldnames or []
+            if "label" not in columns or not {"id", "position"} & set(columns):
+                raise InputError(f"{path}:1: header: needs the columns label and id (or position), has "
+                                 f"{', '.join(columns) or 'none'}")
             records = list(enumerate(reader, start=2))
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from error
+    known = set(pool_ids)
     rows = []
     for line, record in records:
-        item_id = (record.get("id") or "").strip()
-        if item_id not in pool_ids:
-            raise InputError(f"{path}:{line}: id: {item_id!r} is not an answer of this labels file's pool")
+        if "position" in record and "id" not in record:
+            text = (record.get("position") or "").strip()
+            if not (text.isdigit() and 1 <= int(text) <= len(pool_ids)):
+                raise InputError(f"{path}:{line}: position: {text!r} is not a place in this labels file's pool "
+                                 f"(1..{len(pool_ids)})")
+            item_id = pool_ids[int(text) - 1]
+        else:
+            item_id = (record.get("id") or "").strip()
+            if item_id not in known:
+                raise InputError(f"{path}:{line}: id: {item_id!r} is not an answer of this labels file's pool")
         try:
             label = parse_label(record.get("label") or "")
         except InputError as error:
