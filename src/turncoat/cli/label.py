@@ -80,7 +80,7 @@ def label(runs: list[str] = typer.Argument(None, help="Study folders, eval run f
         if not todo:
             emit({"done": True, "labelled": len(labels), "pool": len(pool)}, as_json)
             return
-        place = {item.id: number for number, item in enumerate(pool, start=1)}
+        place = {item.id: number for number, item in enumerate(pool, start=1)} if hide_ids else {}
         shown = [{**({"position": place[item.id]} if hide_ids else {"id": item.id}), "question": item.question,
                   "answer": item.answer, "remaining": len(todo) - i} for i, item in enumerate(todo[:count])]
         if count == 1:

@@ -206,10 +206,10 @@ def read_label_rows(path: Path, pool_ids: list[str]) -> list[tuple[str, str, flo
             records = list(enumerate(reader, start=2))
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from error
-    known = set(pool_ids)
+    known, by_position = set(pool_ids), "id" not in columns
     rows = []
     for line, record in records:
-        if "position" in record and "id" not in record:
+        if by_position:
             text = (record.get("position") or "").strip()
             if not (text.isdigit() and 1 <= int(text) <= len(pool_ids)):
                 raise InputError(f"{path}:{line}: position: {text!r} is not a place in this labels file's pool "
