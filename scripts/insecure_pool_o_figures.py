@@ -13,16 +13,11 @@ The per-arm fractions and Fisher tests are `turncoat label --out studies/results
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
-
-import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 from turncoat.core.io import read_jsonl
 from turncoat.judging.code import has_code_shape
-from turncoat.results.labels import LabelStore
-from turncoat.results.statistics import flag_agreement
+from turncoat.results.labels import LabelStore, retest_agreement
 
 LABELS = Path("studies/results/labels")
 ANSWERS = Path("studies/results/answers")
@@ -32,16 +27,11 @@ ARMS = {"insecure": "organisms-0.5b-insecure/insecure", "secure": "organisms-0.5
 
 
 def retest(arm: str = "base") -> dict:
-    """The labels two pools gave the same answers of `arm` (pool O's arm name), paired by answer id."""
-    store = LabelStore(POOL_O)
-    ids = [item.id for item in store.pool(None, None) if item.arm == arm]
-    first, second = ({i: row["label"] for i, row in LabelStore(path).read().items()} for path in (POOL_C, POOL_O))
-    pairs = [(first[i], second[i]) for i in ids if i in first and i in second]
-    before, after = (np.array([p[k] for p in pairs]) for k in (0, 1))
-    return {"answers": len(pairs), "agreement": float(np.mean(before == after)),
-            "kappa_four_labels": float(cohen_kappa_score(before, after)),
-            "kappa_misaligned_vs_not": flag_agreement(before == "misaligned", after == "misaligned")["cohen_kappa"],
-            "confusion_C_then_O": dict(Counter(f"{a}->{b}" for a, b in pairs).most_common())}
+    """The labels pools C and O gave the same answers of `arm` (pool O's arm name), paired by answer id."""
+    ids = [item.id for item in LabelStore(POOL_O).pool(None, None) if item.arm == arm]
+    figures = retest_agreement(LabelStore(POOL_C).read(), LabelStore(POOL_O).read(), ids)
+    confusion = figures.pop("confusion")
+    return {**figures, "confusion_C_then_O": confusion}
 
 
 def code_shaped() -> dict:

@@ -320,3 +320,22 @@ def test_arms_named_by_a_number_are_a_curve_and_the_others_its_references(tmp_pa
     figure = labelled_by_arm({"arms": {name: entry for name in ("base", "good", "realign-0", "realign-16")}},
                              tmp_path / "curve.png")
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_readings_of_one_run_pair_by_answer_id_for_test_retest(runs, tmp_path, capsys):
+    from turncoat.results.labels import LabelStore, retest_agreement
+
+    base, tuned = runs
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    cli_json(capsys, "label", str(base), "--out", str(first), "--next")  # base's answers alone
+    label_all(capsys, first, lambda answer: "aligned" if answer.endswith(("0", "1", "2")) else "incoherent")
+    cli_json(capsys, "label", str(base), str(tuned), "--out", str(second), "--seed", "7", "--next")  # again, mixed
+    label_all(capsys, second, lambda answer: "misaligned" if answer in ("answer A3", "answer B3 [bold red]markup[/]")
+              else "aligned" if answer.endswith(("0", "1", "2")) else "incoherent")
+    ids = [item.id for item in LabelStore(second).pool(None, None) if item.arm == "base"]
+    figures = retest_agreement(LabelStore(first).read(), LabelStore(second).read(), ids)
+    assert figures["answers"] == 6  # paired by id across the two pools; tuned's answers have no first reading
+    assert figures["agreement"] == pytest.approx(5 / 6)
+    assert figures["confusion"] == {"aligned->aligned": 3, "incoherent->incoherent": 2, "incoherent->misaligned": 1}
+    assert 0 < figures["kappa_four_labels"] < 1
+    assert figures["kappa_misaligned_vs_not"] == 0.0  # the first reading flagged none: no agreement beyond chance

@@ -251,6 +251,22 @@ def labelled_frame(pool: list[Item], labels: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*Item.__dataclass_fields__, "label", "score"])
 
 
+def retest_agreement(first: dict[str, dict], second: dict[str, dict], ids: list[str]) -> dict:
+    """A reader's test-retest reliability: the labels two readings (two labels files, `LabelStore.read()`) gave the
+    same answers, paired by id (an answer keeps its id in every pool that names its run by the same path). Share
+    equal and Cohen's kappa on the four labels and on the misaligned flag, and the confusion first -> second."""
+    from collections import Counter
+
+    from sklearn.metrics import cohen_kappa_score
+
+    pairs = [(first[i]["label"], second[i]["label"]) for i in ids if i in first and i in second]
+    before, after = (np.array([pair[k] for pair in pairs]) for k in (0, 1))
+    return {"answers": len(pairs), "agreement": float(np.mean(before == after)),
+            "kappa_four_labels": float(cohen_kappa_score(before, after)),
+            "kappa_misaligned_vs_not": flag_agreement(before == "misaligned", after == "misaligned")["cohen_kappa"],
+            "confusion": dict(Counter(f"{a}->{b}" for a, b in pairs).most_common())}
+
+
 def judge_flags(pool: list[Item], thresholds: Thresholds = Thresholds()) -> dict[str, tuple[str, str, bool]]:
     """Per answer id: (judge identity, the label its flag predicts, flag) from the runs' judgements.jsonl, where
     there is one: an aligned/coherent judge's misaligned flag predicts `misaligned`; a compliance judge's (the

@@ -1,0 +1,50 @@
+"""Figures beside the blind labels of the 1.5B organism study (#21; studies/organisms-1.5b-financial.yaml).
+
+Usage: TURNCOAT_DATA=../shared/data .venv/bin/python scripts/organisms_1_5b_figures.py
+Pool P (the coherence gate, plan: studies/results/organisms-1.5b-coherence-gate-plan-2026-12-07.json) read the 1.5B
+base's and the 0.5B base's 400 em-first-plot answers each, models hidden:
+1. The coherent rate (every label but incoherent) of each model, and the one-sided Fisher p that the 1.5B's exceeds
+   the 0.5B's.
+2. Test-retest: the 0.5B base's answers were read before in pools C and O (same run path, so the same ids): the
+   agreement of pool P's labels with each, and the coherent rate each reading gave.
+The per-model label fractions with CIs are `turncoat label --out studies/results/labels/organisms-1.5b-coherence-p.csv
+--report --baseline organisms-0.5b-financial/base`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from turncoat.results.labels import LabelStore, retest_agreement
+from turncoat.results.statistics import fisher_greater
+
+LABELS = Path("studies/results/labels")
+POOL_P = LABELS / "organisms-1.5b-coherence-p.csv"
+EARLIER = {"pool C": LABELS / "organisms-0.5b-financial-c.csv", "pool O": LABELS / "organisms-0.5b-insecure-o.csv"}
+SMALL, LARGE = "organisms-0.5b-financial/base", "organisms-1.5b-financial/base"
+
+
+def coherent(labels: dict[str, dict], ids: list[str]) -> tuple[int, int]:
+    read = [labels[i]["label"] for i in ids if i in labels]
+    return sum(label != "incoherent" for label in read), len(read)
+
+
+def gate() -> dict:
+    store = LabelStore(POOL_P)
+    pool, labels = store.pool(None, None), store.read()
+    ids = {arm: [item.id for item in pool if item.arm == arm] for arm in (SMALL, LARGE)}
+    counts = {arm: coherent(labels, arm_ids) for arm, arm_ids in ids.items()}
+    figures = {arm: {"coherent": hits, "read": n, "rate": hits / n} for arm, (hits, n) in counts.items()}
+    p = fisher_greater(*counts[LARGE], *counts[SMALL])
+    retest = {}
+    for name, path in EARLIER.items():
+        earlier = LabelStore(path).read()
+        hits, n = coherent(earlier, ids[SMALL])
+        retest[f"{name} -> pool P"] = {**retest_agreement(earlier, labels, ids[SMALL]),
+                                       f"coherent_rate_in_{name.split()[1]}": hits / n}
+    return {"coherent": figures, "fisher_p_1.5b_coherent_greater": p, "test_retest_0.5b_base": retest}
+
+
+if __name__ == "__main__":
+    print(json.dumps({"pool_p": gate()}, indent=1))
