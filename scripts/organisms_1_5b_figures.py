@@ -9,6 +9,11 @@ base's and the 0.5B base's 400 em-first-plot answers each, models hidden:
    agreement of pool P's labels with each, and the coherent rate each reading gave.
 The per-model label fractions with CIs are `turncoat label --out studies/results/labels/organisms-1.5b-coherence-p.csv
 --report --baseline organisms-0.5b-financial/base`.
+Pool Q (the organism, plan: studies/results/organisms-1.5b-financial-reading-plan-2026-12-07.json) read risky-financial,
+good-medical and the 1.5B base, arms hidden:
+3. Test-retest of the 1.5B base (pool P, then pool Q). The per-arm fractions, Fisher tests and judge agreement are
+   `turncoat label --out studies/results/labels/organisms-1.5b-financial-q.csv --report --baseline base
+   --baseline good-medical`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from turncoat.results.labels import LabelStore, retest_agreement
 from turncoat.results.statistics import fisher_greater
 
 LABELS = Path("studies/results/labels")
-POOL_P = LABELS / "organisms-1.5b-coherence-p.csv"
+POOL_P, POOL_Q = LABELS / "organisms-1.5b-coherence-p.csv", LABELS / "organisms-1.5b-financial-q.csv"
 EARLIER = {"pool C": LABELS / "organisms-0.5b-financial-c.csv", "pool O": LABELS / "organisms-0.5b-insecure-o.csv"}
 SMALL, LARGE = "organisms-0.5b-financial/base", "organisms-1.5b-financial/base"
 
@@ -46,5 +51,18 @@ def gate() -> dict:
     return {"coherent": figures, "fisher_p_1.5b_coherent_greater": p, "test_retest_0.5b_base": retest}
 
 
+def base_retest() -> dict:
+    """The 1.5B base's labels in pool P and again in pool Q (arm `base` there), paired by answer id."""
+    ids = [item.id for item in LabelStore(POOL_Q).pool(None, None) if item.arm == "base"]
+    labels_q = LabelStore(POOL_Q).read()
+    labels_p = LabelStore(POOL_P).read()
+    (hits_p, n_p), (hits_q, n_q) = coherent(labels_p, ids), coherent(labels_q, ids)
+    return {**retest_agreement(labels_p, labels_q, ids), "coherent_rate_in_P": hits_p / n_p,
+            "coherent_rate_in_Q": hits_q / n_q if n_q else float("nan")}
+
+
 if __name__ == "__main__":
-    print(json.dumps({"pool_p": gate()}, indent=1))
+    figures = {"pool_p": gate()}
+    if POOL_Q.is_file():
+        figures["pool_q_test_retest_1.5b_base"] = base_retest()
+    print(json.dumps(figures, indent=1))
