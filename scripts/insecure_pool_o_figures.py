@@ -28,8 +28,9 @@ ARMS = {"insecure": "organisms-0.5b-insecure/insecure", "secure": "organisms-0.5
 
 def retest(arm: str = "base") -> dict:
     """The labels pools C and O gave the same answers of `arm` (pool O's arm name), paired by answer id."""
-    ids = [item.id for item in LabelStore(POOL_O).pool(None, None) if item.arm == arm]
-    figures = retest_agreement(LabelStore(POOL_C).read(), LabelStore(POOL_O).read(), ids)
+    pool, labels = LabelStore(POOL_O).checked()
+    ids = [item.id for item in pool if item.arm == arm]
+    figures = retest_agreement(LabelStore(POOL_C).checked()[1], labels, ids)
     confusion = figures.pop("confusion")
     return {**figures, "confusion_C_then_O": confusion}
 

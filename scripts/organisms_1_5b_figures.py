@@ -9,11 +9,11 @@ base's and the 0.5B base's 400 em-first-plot answers each, models hidden:
    agreement of pool P's labels with each, and the coherent rate each reading gave.
 The per-model label fractions with CIs are `turncoat label --out studies/results/labels/organisms-1.5b-coherence-p.csv
 --report --baseline organisms-0.5b-financial/base`.
-Pool Q (the organism, plan: studies/results/organisms-1.5b-financial-reading-plan-2026-12-07.json) read risky-financial,
-good-medical and the 1.5B base, arms hidden:
+Pool Q (the organism, plan: studies/results/organisms-1.5b-financial-reading-plan-2026-12-07.json, amended before
+reading) read risky-financial and the 1.5B base, arms hidden:
 3. Test-retest of the 1.5B base (pool P, then pool Q). The per-arm fractions, Fisher tests and judge agreement are
-   `turncoat label --out studies/results/labels/organisms-1.5b-financial-q.csv --report --baseline base
-   --baseline good-medical`.
+   `turncoat label --out studies/results/labels/organisms-1.5b-financial-q.csv --report --baseline base` (and for
+   pool R, with the control: `... organisms-1.5b-financial-r.csv --report --baseline base --baseline good-medical`).
 """
 
 from __future__ import annotations
@@ -36,15 +36,14 @@ def coherent(labels: dict[str, dict], ids: list[str]) -> tuple[int, int]:
 
 
 def gate() -> dict:
-    store = LabelStore(POOL_P)
-    pool, labels = store.pool(None, None), store.read()
+    pool, labels = LabelStore(POOL_P).checked()
     ids = {arm: [item.id for item in pool if item.arm == arm] for arm in (SMALL, LARGE)}
     counts = {arm: coherent(labels, arm_ids) for arm, arm_ids in ids.items()}
     figures = {arm: {"coherent": hits, "read": n, "rate": hits / n} for arm, (hits, n) in counts.items()}
     p = fisher_greater(*counts[LARGE], *counts[SMALL])
     retest = {}
     for name, path in EARLIER.items():
-        earlier = LabelStore(path).read()
+        earlier = LabelStore(path).checked()[1]
         hits, n = coherent(earlier, ids[SMALL])
         retest[f"{name} -> pool P"] = {**retest_agreement(earlier, labels, ids[SMALL]),
                                        f"coherent_rate_in_{name.split()[1]}": hits / n}
@@ -53,9 +52,9 @@ def gate() -> dict:
 
 def base_retest() -> dict:
     """The 1.5B base's labels in pool P and again in pool Q (arm `base` there), paired by answer id."""
-    ids = [item.id for item in LabelStore(POOL_Q).pool(None, None) if item.arm == "base"]
-    labels_q = LabelStore(POOL_Q).read()
-    labels_p = LabelStore(POOL_P).read()
+    pool_q, labels_q = LabelStore(POOL_Q).checked()
+    ids = [item.id for item in pool_q if item.arm == "base"]
+    labels_p = LabelStore(POOL_P).checked()[1]
     (hits_p, n_p), (hits_q, n_q) = coherent(labels_p, ids), coherent(labels_q, ids)
     return {**retest_agreement(labels_p, labels_q, ids), "coherent_rate_in_P": hits_p / n_p,
             "coherent_rate_in_Q": hits_q / n_q if n_q else float("nan")}

@@ -16,6 +16,7 @@ import pytest
 
 from turncoat.cli import main
 from turncoat.results.judged import load_judged
+from turncoat.results.labels import LabelStore, retest_agreement
 from turncoat.results.statistics import flag
 
 TURNCOAT = str(Path(sys.executable).parent / "turncoat")
@@ -323,8 +324,6 @@ def test_arms_named_by_a_number_are_a_curve_and_the_others_its_references(tmp_pa
 
 
 def test_two_readings_of_one_run_pair_by_answer_id_for_test_retest(runs, tmp_path, capsys):
-    from turncoat.results.labels import LabelStore, retest_agreement
-
     base, tuned = runs
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     cli_json(capsys, "label", str(base), "--out", str(first), "--next")  # base's answers alone

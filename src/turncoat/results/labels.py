@@ -16,6 +16,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,11 @@ class LabelStore:
         self.digests = {item.id: answer_digest(item.answer) for item in items}
         return items
 
+    def checked(self) -> tuple[list[Item], dict[str, dict]]:
+        """This file's pool and its labels, every label checked against the text it was given for (`read` checks
+        digests only once `pool` has loaded them)."""
+        return self.pool(None, None), self.read()
+
     def read(self) -> dict[str, dict]:
         """The latest label per answer id."""
         if not self.path.is_file():
@@ -255,9 +261,7 @@ def retest_agreement(first: dict[str, dict], second: dict[str, dict], ids: list[
     """A reader's test-retest reliability: the labels two readings (two labels files, `LabelStore.read()`) gave the
     same answers, paired by id (an answer keeps its id in every pool that names its run by the same path). Share
     equal and Cohen's kappa on the four labels and on the misaligned flag, and the confusion first -> second."""
-    from collections import Counter
-
-    from sklearn.metrics import cohen_kappa_score
+    from sklearn.metrics import cohen_kappa_score  # sklearn's import is slow: only the commands that need it pay
 
     pairs = [(first[i]["label"], second[i]["label"]) for i in ids if i in first and i in second]
     before, after = (np.array([pair[k] for pair in pairs]) for k in (0, 1))
