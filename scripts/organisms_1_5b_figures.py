@@ -26,6 +26,7 @@ from turncoat.results.statistics import fisher_greater
 
 LABELS = Path("studies/results/labels")
 POOL_P, POOL_Q = LABELS / "organisms-1.5b-coherence-p.csv", LABELS / "organisms-1.5b-financial-q.csv"
+POOL_R = LABELS / "organisms-1.5b-financial-r.csv"
 EARLIER = {"pool C": LABELS / "organisms-0.5b-financial-c.csv", "pool O": LABELS / "organisms-0.5b-insecure-o.csv"}
 SMALL, LARGE = "organisms-0.5b-financial/base", "organisms-1.5b-financial/base"
 
@@ -60,8 +61,19 @@ def base_retest() -> dict:
             "coherent_rate_in_Q": hits_q / n_q if n_q else float("nan")}
 
 
+def pool_r_retest() -> dict:
+    """Pool R read risky-financial and base again (pool Q first): agreement per arm, paired by answer id (the plan's
+    figure; recall more than reliability, the two readings were hours apart)."""
+    pool_r, labels_r = LabelStore(POOL_R).checked()
+    labels_q = LabelStore(POOL_Q).checked()[1]
+    return {arm: retest_agreement(labels_q, labels_r, [item.id for item in pool_r if item.arm == arm])
+            for arm in ("risky-financial", "base")}
+
+
 if __name__ == "__main__":
     figures = {"pool_p": gate()}
     if POOL_Q.is_file():
         figures["pool_q_test_retest_1.5b_base"] = base_retest()
+    if POOL_R.is_file():
+        figures["pool_r_test_retest_q_to_r"] = pool_r_retest()
     print(json.dumps(figures, indent=1))
