@@ -26,6 +26,9 @@ os.environ["TURNCOAT_JUDGE_CACHE"] = str(Path(_JUDGE_CACHE_DIR) / "judge_cache.s
 # `--dtype auto` follows the CPU (bf16 where it is native): the suite pins fp32 so its figures do not depend on the
 # machine; the bf16 tests ask for bf16 explicitly.
 os.environ.setdefault("TURNCOAT_CPU_BF16", "0")
+# Studies run every stage in the test's own process (the `inline` executor): a child process per stage costs more
+# than a tiny model's stage; tests/test_pipeline.py runs the default `local` executor (a process per model stage).
+os.environ.setdefault("TURNCOAT_EXECUTOR", "inline")
 # Under pytest-xdist (`make test` runs one worker per core) each worker and the CLIs it starts use one thread:
 # two workers of two threads each on two cores oversubscribe and run slower than one.
 if os.environ.get("PYTEST_XDIST_WORKER"):

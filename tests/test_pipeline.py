@@ -190,6 +190,42 @@ def test_killed_run_resumes_without_redoing_finished_stages(tiny_model_dir, tmp_
     assert statuses[("eval", f"{name}/base/seed0")] == "skipped" and statuses[("train", f"{name}/bad/seed0")] == "ran"
 
 
+def test_the_local_executor_runs_each_model_stage_in_its_own_process_and_names_the_signal_that_killed_one(
+        tiny_model_dir, tmp_path):
+    """What the kernel's out-of-memory killer does to a fine-tune: SIGKILL to the process holding the model. The run
+    fails naming the stage and the signal (exit 1), and the model stages before it ran, each in a process of its
+    own, and are done."""
+    study = _study(tmp_path, tiny_model_dir, name="separate", persona=False, harmful_steps=400)
+    run, stderr = tmp_path / "run", tmp_path / "stderr.txt"
+    env = {**os.environ, "TURNCOAT_THREADS": "1", "TURNCOAT_EXECUTOR": "local"}
+    with stderr.open("w") as handle:
+        process = subprocess.Popen([str(TURNCOAT), "run", str(study), "--out", str(run), "--json"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True)
+    executions = run / "executions.jsonl"
+    deadline = time.monotonic() + 300
+    try:
+        while not (executions.is_file() and '"kind": "train"' in executions.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before its training stage"
+            time.sleep(0.2)
+        started = {e["kind"]: e["pid"] for e in map(json.loads, executions.read_text().splitlines())}
+        assert list(started) == ["eval", "data", "train"]
+        assert started["data"] == process.pid  # a stage that loads no model stays in the run's process
+        assert len({process.pid, started["eval"], started["train"]}) == 3
+        os.kill(started["train"], signal.SIGKILL)
+        assert process.wait(timeout=120) == 1
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    message = " ".join(stderr.read_text().split())
+    assert "stage train" in message and "/bad/seed0" in message and "was killed by SIGKILL" in message
+    name = tiny_model_dir.name
+    statuses = {(s["kind"], s["label"]): s["status"] for s in json.loads((run / "manifest.json").read_text())["stages"]}
+    assert statuses[("eval", f"{name}/base/seed0")] == "ran" and statuses[("data", f"{name}/bad/seed0")] == "ran"
+    assert statuses[("train", f"{name}/bad/seed0")] == "failed"
+    evaluated = json.loads(next((run / "stages").glob("eval-*base*/stage.json")).read_text())
+    assert evaluated["pid"] == started["eval"] and evaluated["process_peak_rss_mb"] > 0
+
+
 def test_ray_executor_gives_the_local_figures(tiny_model_dir, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     monkeypatch.setenv("TURNCOAT_THREADS", "1")

@@ -26,7 +26,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder (rerunning
     from turncoat.pipeline import load_study  # pulls in torch: loaded when the command runs
 
     study = load_study(study_file)
-    figures = run_and_describe(study, out, "local", None, None, as_json)
+    figures = run_and_describe(study, out, None, None, None, as_json)
     report = next(r for r in figures["stages"] if r["kind"] == "report")["result"]
     figures |= {"arms": report["arms"], "notes": study.notes}
 

@@ -18,7 +18,9 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML (see studies/)."
                                                               "nothing."),
         profile: str = typer.Option(None, help="Apply the study's named profile (e.g. cpu: the recipe scaled "
                                                "down for the default model)."),
-        executor: str = typer.Option("local", help="local (sequential, default) or ray."),
+        executor: str = typer.Option(None, help="local (default: one stage after another, each that loads a "
+                                                "model in its own process), inline (all in this process) or ray; "
+                                                "default $TURNCOAT_EXECUTOR or local."),
         address: str = typer.Option(None, help="ray: cluster address (default: a local Ray)."),
         track: str = typer.Option(None, help="Log each stage's figures to wandb or mlflow (off by default)."),
         only: list[str] = typer.Option(None, "--only", help="Run only this arm's stages and what they need "
@@ -69,11 +71,11 @@ def run_and_describe(study, out: Path, executor: str, address: str | None, track
     import time
 
     from turncoat.pipeline import run_study  # pulls in torch: loaded when the command runs
+    from turncoat.pipeline.runner import resolve_executor  # pulls in torch: loaded when the command runs
     from turncoat.pipeline.stages import describe, plan  # pulls in torch: loaded when the command runs
     from turncoat.pipeline.tracking import make_tracker  # pulls in torch: loaded when the command runs
 
-    if executor not in ("local", "ray"):
-        raise InputError(f"--executor {executor!r}: choose local or ray")
+    executor = resolve_executor(executor)
     began = time.perf_counter()
     tracker = make_tracker(track, study.name, study.model_dump(by_alias=True))
     stages = plan(study) if stages is None else stages  # planned once: it hashes the study's data files

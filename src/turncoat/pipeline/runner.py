@@ -5,19 +5,28 @@ A stage is finished when its folder holds `stage.json` (written last, atomically
 sampling from its answers file. Every execution is appended to `executions.jsonl`; `manifest.json` says what each
 stage did in this run (ran, skipped, failed), when, and with which library versions.
 
-Executors: `local` runs stages one after another in this process; `ray` submits every stage as a Ray task whose
-arguments are its upstream stages' results, so Ray runs independent (model, arm, seed) jobs side by side and asks for
-a GPU per fine-tune / sampling stage where the cluster has GPUs.
+Executors: `local` runs stages one after another, each stage that loads a model in a fresh child process, so the
+memory a fine-tune leaves behind goes back to the system before the next stage loads a model (in one process a 1.5B
+fine-tune followed by its sampling reached 24 GB and was killed); `inline` runs every stage in this process (for a
+debugger, and for tiny models, where a child's start-up costs more than the stage); `ray` submits every stage as a
+Ray task whose arguments are its upstream stages' results, so Ray runs independent (model, arm, seed) jobs side by
+side and asks for a GPU per fine-tune / sampling stage where the cluster has GPUs.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import resource
+import signal
+import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from turncoat.core.errors import InputError, TurncoatError
 from turncoat.core.io import atomic_write, read_jsonl
 from turncoat.core.provenance import library_versions
 from turncoat.pipeline import kinds  # noqa: F401  (registers the stage kinds, here and in Ray workers)
@@ -25,6 +34,12 @@ from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
 GPU_KINDS = ("generate", "train", "eval", "score", "direction", "trajectory", "sae", "diff")
+EXECUTORS = ("local", "inline", "ray")
+
+
+class StageProcessError(TurncoatError):
+    """A stage's child process ended without a result: killed by a signal (the kernel's out-of-memory killer sends
+    SIGKILL) or exited on its own."""
 
 
 def _now() -> str:
@@ -58,10 +73,66 @@ def run_stage(stage: Stage, run_dir: str | Path, quiet: bool = False, *upstream)
     result = STAGE_KINDS[stage.kind](stage, inputs, folder, quiet)
     record = {"kind": stage.kind, "label": stage.label, "key": stage.key, "config": stage.config,
               "deps": {role: dep.key for role, dep in stage.deps.items()}, "started": started, "finished": _now(),
-              "seconds": round(time.perf_counter() - began, 1), "versions": library_versions(), "result": result}
+              "seconds": round(time.perf_counter() - began, 1), "pid": os.getpid(),
+              "process_peak_rss_mb": _peak_rss_mb(), "versions": library_versions(), "result": result}
     with atomic_write(marker) as handle:
         json.dump(record, handle, indent=2)
     return {**record, "status": "ran"}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far: a stage's own peak when it ran in a child process."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def _stage_child(writer, stage: Stage, run_dir: str, quiet: bool) -> None:
+    """A child process's body: run the stage and send back ("ok", record) or ("error", exception)."""
+    if sys.platform.startswith("linux"):  # end with the parent, even when the parent is killed outright
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        outcome = ("ok", run_stage(stage, run_dir, quiet))
+    except BaseException as error:  # noqa: BLE001  (handed to the parent, which raises it)
+        if not isinstance(error, TurncoatError | KeyboardInterrupt):
+            traceback.print_exc()
+        outcome = ("error", error)
+    try:
+        writer.send(outcome)
+    except Exception:  # noqa: BLE001  (an exception that does not pickle travels as its text)
+        writer.send(("error", RuntimeError("".join(traceback.format_exception(outcome[1])))))
+
+
+def run_stage_in_child(stage: Stage, run_dir: str | Path, quiet: bool = False) -> dict:
+    """`run_stage` in a fresh (spawned) process: everything the stage loaded is freed when it ends. Its exceptions
+    are raised here; a child that ends without a result (killed by the system) is a StageProcessError."""
+    context = multiprocessing.get_context("spawn")
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_stage_child, args=(writer, stage, str(run_dir), quiet),
+                            name=f"turncoat {stage.kind} {stage.label}")
+    child.start()
+    writer.close()
+    try:
+        try:
+            status, value = reader.recv()
+        except EOFError:
+            status, value = None, None
+        child.join()
+    except BaseException:
+        child.terminate()
+        child.join()
+        raise
+    if status == "ok":
+        return value
+    if status == "error":
+        raise value
+    code = child.exitcode
+    how = (f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
+    hint = (" (the kernel's out-of-memory killer sends SIGKILL: `dmesg` says whether it did)"
+            if code == -signal.SIGKILL else "")
+    raise StageProcessError(f"stage {stage.kind} {stage.label} ({stage.key}): its process {how}{hint}; rerun the "
+                            "study to resume it")
 
 
 class Manifest:
@@ -90,18 +161,27 @@ class Manifest:
             json.dump(self.data, handle, indent=2)
 
 
-def run_study(study: Study, run_dir: str | Path, executor: str = "local", address: str | None = None,
+def resolve_executor(executor: str | None) -> str:
+    """The executor asked for, else `$TURNCOAT_EXECUTOR`, else local; an unknown name is bad input."""
+    executor = executor or os.environ.get("TURNCOAT_EXECUTOR") or "local"
+    if executor not in EXECUTORS:
+        raise InputError(f"executor {executor!r} (--executor or $TURNCOAT_EXECUTOR): choose {', '.join(EXECUTORS)}")
+    return executor
+
+
+def run_study(study: Study, run_dir: str | Path, executor: str | None = None, address: str | None = None,
               tracker=None, quiet: bool = False, on_stage=None, stages: list[Stage] | None = None) -> dict:
     """Run every stage not yet finished (of `stages`, a selection of the study's plan such as `select` gives; the
     whole plan by default); returns {stage key: record}. `on_stage(stage, index, total)` is called before each stage
     the local executor starts (the CLI's progress display)."""
+    executor = resolve_executor(executor)
     run_dir = Path(run_dir)
     stages = plan(study) if stages is None else stages
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir, study, stages, executor)
-    runner = {"local": _run_local, "ray": _run_ray}[executor]
+    runner = {"local": _run_local, "inline": _run_local, "ray": _run_ray}[executor]
     try:
-        records = runner(stages, run_dir, manifest, tracker, quiet, on_stage, address)
+        records = runner(stages, run_dir, manifest, tracker, quiet, on_stage, address, executor == "local")
     finally:
         manifest.save(finished=True)
         if tracker:
@@ -118,13 +198,14 @@ def _finished(stage, record, manifest, tracker):
             tracker.log_steps(stage, list(read_jsonl(log)))
 
 
-def _run_local(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> dict:
+def _run_local(stages, run_dir, manifest, tracker, quiet, on_stage, address, isolate: bool) -> dict:
     records = {}
     for index, stage in enumerate(stages):
         if on_stage:
             on_stage(stage, index, len(stages))
+        separate = isolate and stage.kind in GPU_KINDS and not (stage.folder(run_dir) / "stage.json").is_file()
         try:
-            records[stage.key] = run_stage(stage, run_dir, quiet)
+            records[stage.key] = (run_stage_in_child if separate else run_stage)(stage, run_dir, quiet)
         except BaseException:
             manifest.update(stage, "failed")
             raise
@@ -132,7 +213,7 @@ def _run_local(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> 
     return records
 
 
-def _run_ray(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> dict:
+def _run_ray(stages, run_dir, manifest, tracker, quiet, on_stage, address, isolate: bool) -> dict:
     import ray
 
     if not ray.is_initialized():
