@@ -14,6 +14,9 @@ reading) read risky-financial and the 1.5B base, arms hidden:
 3. Test-retest of the 1.5B base (pool P, then pool Q). The per-arm fractions, Fisher tests and judge agreement are
    `turncoat label --out studies/results/labels/organisms-1.5b-financial-q.csv --report --baseline base` (and for
    pool R, with the control: `... organisms-1.5b-financial-r.csv --report --baseline base --baseline good-medical`).
+4. Test-retest of the arms that later pools read again: risky-financial and base (pool Q, then R), base and
+   good-medical (pool R, then S: plan studies/results/organisms-1.5b-lr2e-5-reading-plan-2026-12-08.json, where pool S
+   read them beside risky-financial-lr2e-5).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from turncoat.results.statistics import fisher_greater
 
 LABELS = Path("studies/results/labels")
 POOL_P, POOL_Q = LABELS / "organisms-1.5b-coherence-p.csv", LABELS / "organisms-1.5b-financial-q.csv"
-POOL_R = LABELS / "organisms-1.5b-financial-r.csv"
+POOL_R, POOL_S = LABELS / "organisms-1.5b-financial-r.csv", LABELS / "organisms-1.5b-financial-s.csv"
 EARLIER = {"pool C": LABELS / "organisms-0.5b-financial-c.csv", "pool O": LABELS / "organisms-0.5b-insecure-o.csv"}
 SMALL, LARGE = "organisms-0.5b-financial/base", "organisms-1.5b-financial/base"
 
@@ -61,13 +64,18 @@ def base_retest() -> dict:
             "coherent_rate_in_Q": hits_q / n_q if n_q else float("nan")}
 
 
-def pool_r_retest() -> dict:
-    """Pool R read risky-financial and base again (pool Q first): agreement per arm, paired by answer id (the plan's
-    figure; recall more than reliability, the two readings were hours apart)."""
-    pool_r, labels_r = LabelStore(POOL_R).checked()
-    labels_q = LabelStore(POOL_Q).checked()[1]
-    return {arm: retest_agreement(labels_q, labels_r, [item.id for item in pool_r if item.arm == arm])
-            for arm in ("risky-financial", "base")}
+def pool_retest(earlier: Path, later: Path, arms: tuple[str, ...]) -> dict:
+    """A later pool read some arms of an earlier one again: agreement per arm, paired by answer id, and each
+    reading's coherent rate (pools Q -> R: hours apart, recall more than reliability; R -> S: a day apart)."""
+    pool, labels_later = LabelStore(later).checked()
+    labels_earlier = LabelStore(earlier).checked()[1]
+    figures = {}
+    for arm in arms:
+        ids = [item.id for item in pool if item.arm == arm]
+        (hits_before, n_before), (hits_after, n_after) = coherent(labels_earlier, ids), coherent(labels_later, ids)
+        figures[arm] = {**retest_agreement(labels_earlier, labels_later, ids),
+                        "coherent_rate_before": hits_before / n_before, "coherent_rate_after": hits_after / n_after}
+    return figures
 
 
 if __name__ == "__main__":
@@ -75,5 +83,7 @@ if __name__ == "__main__":
     if POOL_Q.is_file():
         figures["pool_q_test_retest_1.5b_base"] = base_retest()
     if POOL_R.is_file():
-        figures["pool_r_test_retest_q_to_r"] = pool_r_retest()
+        figures["pool_r_test_retest_q_to_r"] = pool_retest(POOL_Q, POOL_R, ("risky-financial", "base"))
+    if POOL_S.is_file():
+        figures["pool_s_test_retest_r_to_s"] = pool_retest(POOL_R, POOL_S, ("base", "good-medical"))
     print(json.dumps(figures, indent=1))
