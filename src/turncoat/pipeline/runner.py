@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import resource
 import signal
 import sys
 import time
@@ -80,8 +79,13 @@ def run_stage(stage: Stage, run_dir: str | Path, quiet: bool = False, *upstream)
     return {**record, "status": "ran"}
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far: a stage's own peak when it ran in a child process."""
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far: a stage's own peak when it ran in a child process (None where
+    the system does not say: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
