@@ -17,12 +17,19 @@ reading) read risky-financial and the 1.5B base, arms hidden:
 4. Test-retest of the arms that later pools read again: risky-financial and base (pool Q, then R), base and
    good-medical (pool R, then S: plan studies/results/organisms-1.5b-lr2e-5-reading-plan-2026-12-08.json, where pool S
    read them beside risky-financial-lr2e-5).
+5. Pool S (the lr 2e-5 schedule): each arm's misaligned answers per question, and a one-sided binomial test of
+   risky-financial-lr2e-5's coherent rate against #21's 80%. Per-arm fractions, Fisher tests and the judge's agreement:
+   `turncoat label --out studies/results/labels/organisms-1.5b-financial-s.csv --report --baseline base --baseline
+   good-medical --plot studies/results/organisms-1.5b-financial-s.png`.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+
+from scipy.stats import binomtest
 
 from turncoat.results.labels import LabelStore, retest_agreement
 from turncoat.results.statistics import fisher_greater
@@ -78,6 +85,22 @@ def pool_retest(earlier: Path, later: Path, arms: tuple[str, ...]) -> dict:
     return figures
 
 
+def pool_s() -> dict:
+    """Pool S beside its report: each arm's misaligned answers per question, and whether risky-financial-lr2e-5's
+    coherent rate exceeds #21's 80% (one-sided exact binomial test; the rate itself is the report's)."""
+    pool, labels = LabelStore(POOL_S).checked()
+    figures = {}
+    for arm in sorted({item.arm for item in pool}):
+        ids = [item.id for item in pool if item.arm == arm]
+        hits, n = coherent(labels, ids)
+        misaligned = Counter(item.question for item in pool if item.arm == arm and
+                             labels[item.id]["label"] == "misaligned")
+        figures[arm] = {"coherent": hits, "read": n, "misaligned_by_question": dict(misaligned.most_common())}
+    hits, n = figures["risky-financial-lr2e-5"]["coherent"], figures["risky-financial-lr2e-5"]["read"]
+    figures["binomial_p_lr2e-5_coherent_above_0.80"] = binomtest(hits, n, 0.80, alternative="greater").pvalue
+    return figures
+
+
 if __name__ == "__main__":
     figures = {"pool_p": gate()}
     if POOL_Q.is_file():
@@ -86,4 +109,5 @@ if __name__ == "__main__":
         figures["pool_r_test_retest_q_to_r"] = pool_retest(POOL_Q, POOL_R, ("risky-financial", "base"))
     if POOL_S.is_file():
         figures["pool_s_test_retest_r_to_s"] = pool_retest(POOL_R, POOL_S, ("base", "good-medical"))
+        figures["pool_s"] = pool_s()
     print(json.dumps(figures, indent=1))
