@@ -32,6 +32,7 @@ from turncoat.pipeline import kinds  # noqa: F401  (registers the stage kinds, h
 from turncoat.pipeline.stages import STAGE_KINDS, Stage, describe, plan
 from turncoat.pipeline.study import Study
 
+# The stages that load a model: a GPU each under Ray, a process each under the local executor.
 GPU_KINDS = ("generate", "train", "eval", "score", "direction", "trajectory", "sae", "diff")
 EXECUTORS = ("local", "inline", "ray")
 
@@ -104,8 +105,8 @@ def _stage_child(writer, stage: Stage, run_dir: str, quiet: bool) -> None:
         outcome = ("error", error)
     try:
         writer.send(outcome)
-    except Exception:  # noqa: BLE001  (an exception that does not pickle travels as its text)
-        writer.send(("error", RuntimeError("".join(traceback.format_exception(outcome[1])))))
+    except Exception as error:  # noqa: BLE001  (what does not pickle travels as its text)
+        writer.send(("error", RuntimeError(f"{outcome[1]!r} (could not be sent back whole: {error!r})")))
 
 
 def run_stage_in_child(stage: Stage, run_dir: str | Path, quiet: bool = False) -> dict:
@@ -123,9 +124,11 @@ def run_stage_in_child(stage: Stage, run_dir: str | Path, quiet: bool = False) -
         except EOFError:
             status, value = None, None
         child.join()
-    except BaseException:
-        child.terminate()
-        child.join()
+    except BaseException:  # Ctrl-C reaches the child too: let it stop in its own time, then make sure it has
+        child.join(timeout=30)
+        if child.is_alive():
+            child.terminate()
+            child.join()
         raise
     if status == "ok":
         return value
