@@ -54,21 +54,19 @@ def gate() -> dict:
     p = fisher_greater(*counts[LARGE], *counts[SMALL])
     retest = {}
     for name, path in EARLIER.items():
-        earlier = LabelStore(path).checked()[1]
-        hits, n = coherent(earlier, ids[SMALL])
-        retest[f"{name} -> pool P"] = {**retest_agreement(earlier, labels, ids[SMALL]),
-                                       f"coherent_rate_in_{name.split()[1]}": hits / n}
+        figures_arm = pool_retest(path, POOL_P, (SMALL,))[SMALL]
+        figures_arm.pop("coherent_rate_after")
+        figures_arm[f"coherent_rate_in_{name.split()[1]}"] = figures_arm.pop("coherent_rate_before")
+        retest[f"{name} -> pool P"] = figures_arm
     return {"coherent": figures, "fisher_p_1.5b_coherent_greater": p, "test_retest_0.5b_base": retest}
 
 
 def base_retest() -> dict:
     """The 1.5B base's labels in pool P and again in pool Q (arm `base` there), paired by answer id."""
-    pool_q, labels_q = LabelStore(POOL_Q).checked()
-    ids = [item.id for item in pool_q if item.arm == "base"]
-    labels_p = LabelStore(POOL_P).checked()[1]
-    (hits_p, n_p), (hits_q, n_q) = coherent(labels_p, ids), coherent(labels_q, ids)
-    return {**retest_agreement(labels_p, labels_q, ids), "coherent_rate_in_P": hits_p / n_p,
-            "coherent_rate_in_Q": hits_q / n_q if n_q else float("nan")}
+    figures = pool_retest(POOL_P, POOL_Q, ("base",))["base"]
+    figures["coherent_rate_in_P"] = figures.pop("coherent_rate_before")
+    figures["coherent_rate_in_Q"] = figures.pop("coherent_rate_after")
+    return figures
 
 
 def pool_retest(earlier: Path, later: Path, arms: tuple[str, ...]) -> dict:

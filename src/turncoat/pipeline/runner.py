@@ -23,6 +23,7 @@ import sys
 import time
 import traceback
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from turncoat.core.errors import InputError, TurncoatError
@@ -186,9 +187,10 @@ def run_study(study: Study, run_dir: str | Path, executor: str | None = None, ad
     stages = plan(study) if stages is None else stages
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(run_dir, study, stages, executor)
-    runner = {"local": _run_local, "inline": _run_local, "ray": _run_ray}[executor]
+    runner = {"local": partial(_run_local, isolate=True), "inline": partial(_run_local, isolate=False),
+              "ray": _run_ray}[executor]
     try:
-        records = runner(stages, run_dir, manifest, tracker, quiet, on_stage, address, executor == "local")
+        records = runner(stages, run_dir, manifest, tracker, quiet, on_stage, address)
     finally:
         manifest.save(finished=True)
         if tracker:
@@ -220,7 +222,7 @@ def _run_local(stages, run_dir, manifest, tracker, quiet, on_stage, address, iso
     return records
 
 
-def _run_ray(stages, run_dir, manifest, tracker, quiet, on_stage, address, isolate: bool) -> dict:
+def _run_ray(stages, run_dir, manifest, tracker, quiet, on_stage, address) -> dict:
     import ray
 
     if not ray.is_initialized():
